@@ -6,7 +6,6 @@ import (
 	_ "github.com/google/go-containerregistry/pkg/registry"
 	_ "github.com/google/go-containerregistry/pkg/v1/remote"
 	_ "github.com/google/nftables"
-	_ "github.com/hashicorp/go-memdb"
 	_ "github.com/hashicorp/raft"
 	_ "github.com/hashicorp/raft-boltdb/v2"
 	_ "github.com/miekg/dns"
