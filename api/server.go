@@ -28,7 +28,9 @@ type Backends struct {
 	System     SystemBackend
 	Containers ContainerBackend
 	Images     ImageBackend
-	Cluster    ClusterBackend
+	Swarm      SwarmBackend   // /swarm/*, /nodes/*
+	Services   ServiceBackend // /services/*, /tasks/*
+	Secrets    SecretBackend  // /secrets/*, /configs/*
 	Networks   NetworkBackend
 }
 
@@ -56,8 +58,14 @@ func New(b Backends, log *slog.Logger) *Server {
 	if b.Images != nil {
 		s.registerImageRoutes()
 	}
-	if b.Cluster != nil {
-		s.registerClusterRoutes()
+	if b.Swarm != nil {
+		s.registerSwarmRoutes()
+	}
+	if b.Services != nil {
+		s.registerServiceRoutes()
+	}
+	if b.Secrets != nil {
+		s.registerSecretRoutes()
 	}
 	if b.Networks != nil {
 		s.registerNetworkRoutes()
