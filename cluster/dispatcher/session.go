@@ -1,0 +1,162 @@
+package dispatcher
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"reflect"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/moby/moby/api/types/swarm"
+
+	"github.com/shoal/shoal/cluster/dispatcher/wire"
+	"github.com/shoal/shoal/cluster/store"
+)
+
+// session is one agent connection: what the agent was sent and what is
+// queued for its next batch. The run loop fills it, the session's handler
+// drains it. Lock order: Dispatcher.mu before session.mu.
+type session struct {
+	id     string
+	nodeID string
+
+	mu       sync.Mutex
+	sent     map[string]*store.Task      // tasks the agent has, as last seen
+	pending  map[string]*wire.Assignment // changed tasks; nil value = removed
+	info     *wire.Message               // pending MsgSession
+	notices  []wire.Notice
+	lastNode *store.Node
+	lastRole swarm.NodeRole // role of the last role-changed notice
+
+	notify    chan struct{}
+	done      chan struct{}
+	closeOnce sync.Once
+}
+
+func newSession(nodeID string) *session {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return &session{
+		id:      hex.EncodeToString(b[:]),
+		nodeID:  nodeID,
+		sent:    map[string]*store.Task{},
+		pending: map[string]*wire.Assignment{},
+		notify:  make(chan struct{}, 1),
+		done:    make(chan struct{}),
+	}
+}
+
+func (s *session) close() { s.closeOnce.Do(func() { close(s.done) }) }
+
+func (s *session) signal() {
+	select {
+	case s.notify <- struct{}{}:
+	default:
+	}
+}
+
+// offer queues t for the agent unless the agent already has it as far as
+// it cares (only the status, which the agent reported, changed).
+func (s *session) offer(t *store.Task, build func(*store.Task) wire.Assignment) {
+	if !assigned(t) {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	prev := s.sent[t.ID]
+	s.sent[t.ID] = t
+	// Managers set the states up to ASSIGNED, so the agent must hear of
+	// those changes even when nothing else moved.
+	if prev != nil && wire.Rank(t.Status.State) > wire.Rank(swarm.TaskStateAssigned) && equalStable(prev, t) {
+		return
+	}
+	a := build(t)
+	s.pending[t.ID] = &a
+	s.signal()
+}
+
+func (s *session) remove(taskID string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.sent[taskID]; !ok {
+		return
+	}
+	delete(s.sent, taskID)
+	s.pending[taskID] = nil
+	s.signal()
+}
+
+// queueInfo queues a MsgSession with the current values.
+func (s *session) queueInfo(n *store.Node, period time.Duration, managers []string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.queueInfoLocked(n, period, managers)
+}
+
+func (s *session) queueInfoLocked(n *store.Node, period time.Duration, managers []string) {
+	m := &wire.Message{Type: wire.MsgSession, SessionID: s.id, HeartbeatPeriod: period, Managers: slices.Clone(managers)}
+	if n != nil {
+		m.Node = &n.Node
+	}
+	s.info = m
+	s.signal()
+}
+
+// nodeChanged forwards changes of the node object the agent acts on (spec,
+// certificate role), not the status the dispatcher itself writes.
+func (s *session) nodeChanged(n *store.Node, period time.Duration, managers []string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	prev := s.lastNode
+	s.lastNode = n
+	if prev != nil && prev.CertRole == n.CertRole && reflect.DeepEqual(prev.Spec, n.Spec) {
+		return
+	}
+	s.queueInfoLocked(n, period, managers)
+	if nt := roleNotice(n); nt != nil && nt.Role != s.lastRole {
+		s.lastRole = nt.Role
+		s.notices = append(s.notices, *nt)
+	} else if nt == nil {
+		s.lastRole = ""
+	}
+}
+
+func (s *session) queueNotice(n wire.Notice) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.notices = append(s.notices, n)
+	s.signal()
+}
+
+// drain takes everything queued, as messages in the order the agent
+// should apply them.
+func (s *session) drain() []wire.Message {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []wire.Message
+	if s.info != nil {
+		out = append(out, *s.info)
+		s.info = nil
+	}
+	for _, n := range s.notices {
+		out = append(out, wire.Message{Type: wire.MsgNotice, Notice: &n})
+	}
+	s.notices = nil
+	if len(s.pending) > 0 {
+		as := &wire.Assignments{}
+		for id, a := range s.pending {
+			if a == nil {
+				as.Removed = append(as.Removed, id)
+			} else {
+				as.Tasks = append(as.Tasks, *a)
+			}
+		}
+		slices.Sort(as.Removed)
+		slices.SortFunc(as.Tasks, func(a, b wire.Assignment) int { return strings.Compare(a.Task.ID, b.Task.ID) })
+		s.pending = map[string]*wire.Assignment{}
+		out = append(out, wire.Message{Type: wire.MsgAssignments, Assignments: as})
+	}
+	return out
+}
