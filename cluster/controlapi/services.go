@@ -132,7 +132,7 @@ func endpointOf(spec *swarm.EndpointSpec, ports []swarm.PortConfig) swarm.Endpoi
 }
 
 // CreateService validates spec and stores a new service.
-func (c *Services) CreateService(ctx context.Context, spec swarm.ServiceSpec) (swarm.ServiceCreateResponse, error) {
+func (c *Services) CreateService(ctx context.Context, spec swarm.ServiceSpec, encodedAuth string) (swarm.ServiceCreateResponse, error) {
 	NormalizeServiceSpec(&spec)
 	if err := ValidateServiceSpec(&spec, c.ValidatePlacement); err != nil {
 		return swarm.ServiceCreateResponse{}, err
@@ -140,6 +140,7 @@ func (c *Services) CreateService(ctx context.Context, spec swarm.ServiceSpec) (s
 	svc := &store.Service{}
 	svc.ID = identity.NewID()
 	svc.Spec = spec
+	svc.RegistryAuth = encodedAuth
 	err := c.Store.Update(ctx, func(tx store.Tx) error {
 		if len(tx.FindServices(store.ByName(spec.Name))) > 0 {
 			return errdefs.Conflict("rpc error: code = AlreadyExists desc = name conflicts with an existing object: service %s already exists", spec.Name)
@@ -165,6 +166,9 @@ type UpdateOptions struct {
 	// RollbackTo, when non-zero, rolls back to that remembered spec version
 	// (Shoal extension, see ServiceHistory).
 	RollbackTo uint64
+	// EncodedAuth, when set, replaces the registry credentials agents pull
+	// with (docker sends it with --with-registry-auth).
+	EncodedAuth string
 }
 
 // UpdateService replaces a service's spec (version must match the stored
@@ -233,6 +237,9 @@ func (c *Services) UpdateService(ctx context.Context, ref string, version uint64
 		next.Endpoint = endpointOf(newSpec.EndpointSpec, ports)
 		next.History = appendHistory(cur.History, store.SpecVersion{Version: cur.SpecVersion, CreatedAt: cur.UpdatedAt, Spec: prev}, c.historyLimit())
 		next.SpecVersion = 0 // the spec changed: the store stamps the new version
+		if opts.EncodedAuth != "" {
+			next.RegistryAuth = opts.EncodedAuth
+		}
 		return tx.Update(next)
 	})
 	return swarm.ServiceUpdateResponse{}, err

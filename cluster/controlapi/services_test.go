@@ -64,7 +64,7 @@ func TestCreateServiceValidation(t *testing.T) {
 			c := newServices()
 			s := spec("web", "demo/busybox")
 			tc.mutate(&s)
-			_, err := c.CreateService(context.Background(), s)
+			_, err := c.CreateService(context.Background(), s, "")
 			if tc.kind == errdefs.KindUnknown {
 				if err != nil {
 					t.Fatalf("unexpected error: %v", err)
@@ -81,7 +81,7 @@ func TestCreateServiceValidation(t *testing.T) {
 func TestCreateServiceDefaultsAndConflicts(t *testing.T) {
 	c := newServices()
 	ctx := context.Background()
-	resp, err := c.CreateService(ctx, spec("web", "demo/hostname"))
+	resp, err := c.CreateService(ctx, spec("web", "demo/hostname"), "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,7 +92,7 @@ func TestCreateServiceDefaultsAndConflicts(t *testing.T) {
 	if got.ID != resp.ID || got.Spec.Mode.Replicated == nil || *got.Spec.Mode.Replicated.Replicas != 1 {
 		t.Fatalf("mode default: %+v", got.Spec.Mode)
 	}
-	if _, err := c.CreateService(ctx, spec("web", "x")); !errdefs.IsConflict(err) {
+	if _, err := c.CreateService(ctx, spec("web", "x"), ""); !errdefs.IsConflict(err) {
 		t.Fatalf("duplicate name: %v", err)
 	}
 	withDefaults, _ := c.GetService(resp.ID[:5], true)
@@ -104,7 +104,7 @@ func TestCreateServiceDefaultsAndConflicts(t *testing.T) {
 	// Ports: explicit ingress ports are exclusive, zero gets a dynamic one.
 	p := spec("a", "x")
 	p.EndpointSpec = &swarm.EndpointSpec{Ports: []swarm.PortConfig{{TargetPort: 80, PublishedPort: 8080}, {TargetPort: 53, Protocol: network.UDP}}}
-	if _, err := c.CreateService(ctx, p); err != nil {
+	if _, err := c.CreateService(ctx, p, ""); err != nil {
 		t.Fatal(err)
 	}
 	a, _ := c.GetService("a", false)
@@ -113,11 +113,11 @@ func TestCreateServiceDefaultsAndConflicts(t *testing.T) {
 	}
 	b := spec("b", "x")
 	b.EndpointSpec = &swarm.EndpointSpec{Ports: []swarm.PortConfig{{TargetPort: 80, PublishedPort: 8080}}}
-	if _, err := c.CreateService(ctx, b); !errdefs.IsInvalidParameter(err) {
+	if _, err := c.CreateService(ctx, b, ""); !errdefs.IsInvalidParameter(err) {
 		t.Fatalf("port in use: %v", err)
 	}
 	b.EndpointSpec.Ports[0].PublishMode = swarm.PortConfigPublishModeHost
-	if _, err := c.CreateService(ctx, b); err != nil {
+	if _, err := c.CreateService(ctx, b, ""); err != nil {
 		t.Fatalf("host-mode port may repeat: %v", err)
 	}
 }
@@ -125,7 +125,7 @@ func TestCreateServiceDefaultsAndConflicts(t *testing.T) {
 func TestUpdateAndRollback(t *testing.T) {
 	c := newServices()
 	ctx := context.Background()
-	if _, err := c.CreateService(ctx, spec("web", "img:1")); err != nil {
+	if _, err := c.CreateService(ctx, spec("web", "img:1"), ""); err != nil {
 		t.Fatal(err)
 	}
 	update := func(image string) {
@@ -190,7 +190,7 @@ func TestUpdateAndRollback(t *testing.T) {
 	}
 
 	fresh := newServices()
-	fresh.CreateService(ctx, spec("solo", "x"))
+	fresh.CreateService(ctx, spec("solo", "x"), "")
 	s, _ := fresh.GetService("solo", false)
 	if _, err := fresh.UpdateService(ctx, "solo", s.Version.Index, s.Spec, UpdateOptions{Rollback: "previous"}); !errdefs.IsInvalidParameter(err) {
 		t.Fatalf("rollback without previous: %v", err)
@@ -203,11 +203,11 @@ func TestListServicesAndTasks(t *testing.T) {
 	web := spec("web", "x")
 	web.Labels = map[string]string{"com.docker.stack.namespace": "demo"}
 	web.Mode.Replicated = &swarm.ReplicatedService{Replicas: u64(3)}
-	c.CreateService(ctx, web)
-	c.CreateService(ctx, spec("db", "y"))
+	c.CreateService(ctx, web, "")
+	c.CreateService(ctx, spec("db", "y"), "")
 	g := spec("agent", "z")
 	g.Mode.Global = &swarm.GlobalService{}
-	c.CreateService(ctx, g)
+	c.CreateService(ctx, g, "")
 
 	w, _ := c.GetService("web", false)
 	var webSV uint64

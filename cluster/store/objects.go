@@ -74,6 +74,10 @@ type Service struct {
 	// History holds earlier specs, newest last (Shoal extension: rollback to
 	// any of them, not only PreviousSpec).
 	History []SpecVersion `json:",omitempty"`
+	// RegistryAuth is the encoded X-Registry-Auth the service was created
+	// or last updated with (`--with-registry-auth`); agents pull with it.
+	// Never shown through the API.
+	RegistryAuth string `json:",omitempty"`
 }
 
 func (s *Service) Kind() Kind           { return KindService }
