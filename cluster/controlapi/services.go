@@ -145,6 +145,9 @@ func (c *Services) CreateService(ctx context.Context, spec swarm.ServiceSpec, en
 		if len(tx.FindServices(store.ByName(spec.Name))) > 0 {
 			return errdefs.Conflict("rpc error: code = AlreadyExists desc = name conflicts with an existing object: service %s already exists", spec.Name)
 		}
+		if err := checkReferences(tx, spec.TaskTemplate.ContainerSpec); err != nil {
+			return err
+		}
 		ports, err := allocatePorts(tx, svc.ID, spec.EndpointSpec)
 		if err != nil {
 			return err
@@ -226,6 +229,9 @@ func (c *Services) UpdateService(ctx context.Context, ref string, version uint64
 		}
 		if newSpec.Name != cur.Spec.Name {
 			return errdefs.InvalidParameter("renaming services is not supported")
+		}
+		if err := checkReferences(tx, newSpec.TaskTemplate.ContainerSpec); err != nil {
+			return err
 		}
 		ports, err := allocatePorts(tx, cur.ID, newSpec.EndpointSpec)
 		if err != nil {
