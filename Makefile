@@ -33,5 +33,12 @@ test: deps build
 test-unit:
 	$(GO) test ./...
 
+# A local cluster (three hosts in network namespaces) with a demo service.
+up:
+	@./scripts/up.sh
+
+down:
+	@PATH=/usr/local/bin:$$PATH shoal lab down
+
 clean:
 	rm -rf $(BIN)
