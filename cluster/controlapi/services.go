@@ -12,6 +12,7 @@ import (
 	"github.com/moby/moby/api/types/swarm"
 
 	"github.com/shoal/shoal/cluster/identity"
+	"github.com/shoal/shoal/cluster/orchestrator"
 	"github.com/shoal/shoal/cluster/store"
 	"github.com/shoal/shoal/errdefs"
 )
@@ -484,7 +485,11 @@ func (c *Services) ListTasks(args filters.Args, selfNodeID string) ([]swarm.Task
 					services[s.ID] = s
 				}
 			}
-			if !matchTask(t, s, args, nodeIDs) {
+			var node *store.Node
+			if t.NodeID != "" && args.Contains("_up-to-date") {
+				node = rt.GetNode(t.NodeID)
+			}
+			if !matchTask(t, s, node, args, nodeIDs) {
 				continue
 			}
 			out = append(out, wireTask(t, s))
@@ -513,7 +518,7 @@ func TaskName(t *store.Task, serviceName string) string {
 	return serviceName + "." + t.NodeID
 }
 
-func matchTask(t *store.Task, s *store.Service, args filters.Args, nodeIDs map[string]bool) bool {
+func matchTask(t *store.Task, s *store.Service, node *store.Node, args filters.Args, nodeIDs map[string]bool) bool {
 	if args.Contains("id") && !args.FuzzyMatch("id", t.ID) {
 		return false
 	}
@@ -555,7 +560,10 @@ func matchTask(t *store.Task, s *store.Service, args filters.Args, nodeIDs map[s
 		}
 	}
 	if args.Contains("_up-to-date") {
-		if s == nil || t.SpecVersion != s.SpecVersion {
+		// Not "same spec version": a change that replaces no task (an
+		// UpdateConfig-only change) leaves tasks up to date, or docker's
+		// progress display would wait forever.
+		if s == nil || orchestrator.IsTaskDirty(s, t, node) {
 			return false
 		}
 	}

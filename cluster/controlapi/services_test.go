@@ -219,6 +219,8 @@ func TestListServicesAndTasks(t *testing.T) {
 		tk.Spec = w.Spec.TaskTemplate
 		return tk
 	}
+	old := mk("t0", 1, "node1id", swarm.TaskStateShutdown, swarm.TaskStateShutdown, webSV-1)
+	old.Spec.ContainerSpec = &swarm.ContainerSpec{Image: "older"}
 	err := c.Store.Update(ctx, func(tx store.Tx) error {
 		n1, n2 := &store.Node{}, &store.Node{}
 		n1.ID, n1.Description.Hostname, n1.Status.State = "node1id", "node1", swarm.NodeStateReady
@@ -227,7 +229,7 @@ func TestListServicesAndTasks(t *testing.T) {
 			mk("t1", 1, "node1id", swarm.TaskStateRunning, swarm.TaskStateRunning, webSV),
 			mk("t2", 2, "node2id", swarm.TaskStateRunning, swarm.TaskStateRunning, webSV),
 			mk("t3", 3, "node1id", swarm.TaskStateRunning, swarm.TaskStatePending, webSV),
-			mk("t0", 1, "node1id", swarm.TaskStateShutdown, swarm.TaskStateShutdown, webSV-1),
+			old,
 		} {
 			if err := tx.Create(o); err != nil {
 				return err
