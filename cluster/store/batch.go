@@ -12,7 +12,9 @@ import (
 const maxBatchActions = 2000
 
 // Batch groups many small updates into few proposals. Each Update inside is
-// atomic on its own; later ones see the earlier ones' writes. Use it for
+// atomic on its own (all-or-nothing: if one of its objects lost a race,
+// none of its writes land, and Batch reports it); later ones see the
+// earlier ones' writes. Use it for
 // bulk work (the scheduler assigning thousands of tasks).
 type Batch struct {
 	s       *Store

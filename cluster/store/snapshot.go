@@ -110,7 +110,8 @@ func (s *Store) Restore(r io.Reader) error {
 		if err := json.Unmarshal(rec.Object, o); err != nil {
 			return fmt.Errorf("store: snapshot %s: %w", rec.Kind, err)
 		}
-		ts[rec.Kind].put(o)
+		t := ts[rec.Kind]
+		t.put(o, t.get(o.GetID()))
 	}
 	s.mu.Lock()
 	s.ts = ts

@@ -225,7 +225,7 @@ func (s *Store) nameTaken(o Object, pending map[string]string) error {
 }
 
 func (s *Store) validateGroup(g Group) error {
-	names := map[string]string{}
+	var names map[string]string // allocated only for named kinds
 	for _, a := range g {
 		o := a.Object
 		if o == nil || o.GetID() == "" {
@@ -256,6 +256,9 @@ func (s *Store) validateGroup(g Group) error {
 				return err
 			}
 			if n := objName(o); n != "" {
+				if names == nil {
+					names = map[string]string{}
+				}
 				names[string(o.Kind())+"/"+n] = o.GetID()
 			}
 		}
@@ -281,7 +284,7 @@ func (s *Store) applyAction(index uint64, a Action) Event {
 		// Zero means "the spec changed in this write".
 		svc.SpecVersion = index
 	}
-	t.put(o)
+	t.put(o, old)
 	return ev
 }
 

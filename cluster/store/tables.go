@@ -8,9 +8,11 @@ import "strings"
 // update here (allocation plus change-notification walks on big commits),
 // which a scheduler placing a million tasks cannot afford.
 
+// secondary maps index values to ID sets; objects are found through objs,
+// so replacing an object whose index value did not change costs nothing.
 type secondary struct {
 	fn  strIndex
-	ids map[string]map[string]Object // index value → id → object
+	ids map[string]map[string]struct{}
 }
 
 type table struct {
@@ -29,7 +31,7 @@ func newTables() tables {
 			if name == IndexID {
 				continue
 			}
-			t.indexes[name] = &secondary{fn: fn, ids: map[string]map[string]Object{}}
+			t.indexes[name] = &secondary{fn: fn, ids: map[string]map[string]struct{}{}}
 		}
 		ts[k] = t
 	}
@@ -38,18 +40,15 @@ func newTables() tables {
 
 func (t *table) get(id string) Object { return t.objs[id] }
 
-func (t *table) put(o Object) {
+// put stores o; old is what the table held under o's ID (nil if nothing).
+func (t *table) put(o, old Object) {
 	id := o.GetID()
-	old := t.objs[id]
 	t.objs[id] = o
 	for _, ix := range t.indexes {
 		nv := ix.fn(o)
 		if old != nil {
 			ov := ix.fn(old)
 			if ov == nv {
-				if nv != "" {
-					ix.ids[nv][id] = o
-				}
 				continue
 			}
 			ix.remove(ov, id)
@@ -57,10 +56,10 @@ func (t *table) put(o Object) {
 		if nv != "" {
 			m := ix.ids[nv]
 			if m == nil {
-				m = map[string]Object{}
+				m = map[string]struct{}{}
 				ix.ids[nv] = m
 			}
-			m[id] = o
+			m[id] = struct{}{}
 		}
 	}
 }
@@ -115,16 +114,16 @@ func (t *table) find(by By) []Object {
 		if by.prefix {
 			for v, m := range ix.ids {
 				if strings.HasPrefix(v, by.val) {
-					for _, o := range m {
-						out = append(out, o)
+					for id := range m {
+						out = append(out, t.objs[id])
 					}
 				}
 			}
 		} else {
 			m := ix.ids[by.val]
 			out = make([]Object, 0, len(m))
-			for _, o := range m {
-				out = append(out, o)
+			for id := range m {
+				out = append(out, t.objs[id])
 			}
 		}
 	}
