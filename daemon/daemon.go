@@ -18,9 +18,11 @@ import (
 	"time"
 
 	"github.com/shoal/shoal/api"
+	"github.com/shoal/shoal/cluster"
 	"github.com/shoal/shoal/engine/container"
 	"github.com/shoal/shoal/engine/image"
 	"github.com/shoal/shoal/network/bridge"
+	"github.com/shoal/shoal/version"
 )
 
 // Config is the daemon's configuration; flag names follow dockerd's.
@@ -35,7 +37,10 @@ type Config struct {
 	Bridge             string   // --bridge (name of the node bridge)
 	BIP                string   // --bip (bridge gateway CIDR)
 	NftTable           string   // --nft-table
-	Debug              bool     // -D
+	// SwarmDefaultAdvertiseAddr is --swarm-default-advertise-addr: the
+	// advertise address of swarm init/join when the request names none.
+	SwarmDefaultAdvertiseAddr string
+	Debug                     bool // -D
 }
 
 // Defaults fills unset fields with the daemon defaults.
@@ -73,6 +78,7 @@ type Daemon struct {
 	images     *image.Store
 	network    *bridge.Manager
 	containers *container.Service
+	cluster    *cluster.Cluster
 	api        *api.Server
 
 	mu        sync.Mutex
@@ -95,6 +101,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Daemon, error) {
 	d.images, err = image.NewStore(image.Config{
 		Root:               filepath.Join(cfg.DataRoot, "image"),
 		InsecureRegistries: cfg.InsecureRegistries,
+		Log:                log.With("component", "images"),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("image store: %w", err)
@@ -105,6 +112,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Daemon, error) {
 		CIDR:       cfg.BIP,
 		NftTable:   cfg.NftTable,
 		StateDir:   filepath.Join(cfg.ExecRoot, "network"),
+		Log:        log.With("component", "network"),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("network: %w", err)
@@ -112,6 +120,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Daemon, error) {
 	// --- containers (engine/container)
 	d.containers, err = container.NewService(container.Config{
 		Root:         filepath.Join(cfg.DataRoot, "containers"),
+		VolumesRoot:  filepath.Join(cfg.DataRoot, "volumes"),
 		ExecRoot:     cfg.ExecRoot,
 		CgroupParent: cfg.CgroupParent,
 		Images:       d.images,
@@ -122,9 +131,25 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Daemon, error) {
 		return nil, fmt.Errorf("containers: %w", err)
 	}
 	d.images.SetUsageChecker(d.containers.ImageInUse)
+	// --- swarm membership (cluster): resumes this node's role from
+	// DataRoot/swarm.
+	d.cluster, err = cluster.New(cluster.Config{
+		Root:                 filepath.Join(cfg.DataRoot, "swarm"),
+		EngineVersion:        version.Version,
+		EngineLabels:         cfg.Labels,
+		DefaultAdvertiseAddr: cfg.SwarmDefaultAdvertiseAddr,
+		SkipInterfaces:       []string{cfg.Bridge},
+		Log:                  log.With("component", "cluster"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cluster: %w", err)
+	}
 
 	d.api = api.New(api.Backends{
-		System: d,
+		System:     d,
+		Containers: d.containers,
+		Images:     d.images,
+		Swarm:      d.cluster,
 	}, log.With("component", "api"))
 	return d, nil
 }
@@ -173,8 +198,15 @@ func (d *Daemon) Shutdown(ctx context.Context) error {
 	for _, s := range servers {
 		_ = s.Shutdown(ctx)
 	}
+	if d.cluster != nil {
+		_ = d.cluster.Close()
+	}
 	if d.containers != nil {
 		_ = d.containers.Close()
+	}
+	if d.network != nil {
+		// Releases sockets only: containers keep their network.
+		_ = d.network.Close()
 	}
 	for _, h := range d.cfg.Hosts {
 		if p, ok := strings.CutPrefix(h, "unix://"); ok {

@@ -95,11 +95,17 @@ func (d *Daemon) Info(ctx context.Context) (*system.Info, error) {
 
 // SwarmState is the Swarm header of /_ping.
 func (d *Daemon) SwarmState() string {
-	return "inactive"
+	if d.cluster == nil {
+		return "inactive"
+	}
+	return d.cluster.State()
 }
 
 func (d *Daemon) swarmInfo(ctx context.Context) swarm.Info {
-	return swarm.Info{LocalNodeState: swarm.LocalNodeStateInactive}
+	if d.cluster == nil {
+		return swarm.Info{LocalNodeState: swarm.LocalNodeStateInactive}
+	}
+	return d.cluster.Info(ctx)
 }
 
 func kernelVersion() string {
