@@ -13,8 +13,11 @@ all: build
 deps:
 	@./scripts/install-deps.sh
 
+# shoal-shim must be static: it is also bind-mounted into containers as
+# their --init.
 build:
-	$(GO) build $(GOFLAGS_BUILD) -o $(BIN)/ ./cmd/...
+	$(GO) build $(GOFLAGS_BUILD) -o $(BIN)/ ./cmd/shoald ./cmd/shoal
+	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -o $(BIN)/ ./cmd/shoal-shim
 
 install: build
 	install -m 0755 $(BIN)/shoald $(BIN)/shoal $(BIN)/shoal-shim $(PREFIX)/bin/
