@@ -130,7 +130,14 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Daemon, error) {
 	if err != nil {
 		return nil, fmt.Errorf("containers: %w", err)
 	}
-	d.images.SetUsageChecker(d.containers.ImageInUse)
+	d.images.SetUsageFunc(func(imageID string) (image.Usage, bool) {
+		ref, running, used := d.containers.ImageUsage(imageID)
+		state := "stopped"
+		if running {
+			state = "running"
+		}
+		return image.Usage{Container: ref, State: state}, used
+	})
 	// --- swarm membership (cluster): resumes this node's role from
 	// DataRoot/swarm.
 	d.cluster, err = cluster.New(cluster.Config{

@@ -234,18 +234,32 @@ func (s *Service) Close() error {
 
 // ImageInUse reports whether any container uses imageID, and which.
 func (s *Service) ImageInUse(imageID string) (string, bool) {
+	ref, _, used := s.ImageUsage(imageID)
+	return ref, used
+}
+
+// ImageUsage reports a container using imageID, preferring a running one,
+// so image removal can tell docker's "must be forced" (stopped) from
+// "cannot be forced" (running).
+func (s *Service) ImageUsage(imageID string) (ref string, running, used bool) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	for _, c := range s.byID {
 		c.mu.Lock()
-		img := c.rec.Image
-		id := c.rec.ID
+		img, id, st := c.rec.Image, c.rec.ID, c.rec.State.Status
 		c.mu.Unlock()
-		if img == imageID {
-			return id[:12], true
+		if img != imageID {
+			continue
+		}
+		isRunning := st == container.StateRunning || st == container.StateRestarting || st == container.StatePaused
+		if !used || isRunning {
+			ref, running, used = id[:12], isRunning, true
+		}
+		if running {
+			break
 		}
 	}
-	return "", false
+	return ref, running, used
 }
 
 // Counts returns how many containers exist, run, are paused and stopped (for /info).

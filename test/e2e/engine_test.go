@@ -1,0 +1,245 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/shoal/shoal/lab"
+)
+
+// TestEngine walks the node engine through both CLIs: images, containers,
+// logs, exec, ports, save/load/import/tag, push/pull, and bad input.
+func TestEngine(t *testing.T) {
+	requireE2E(t)
+	l := newLab(t, lab.Options{Nodes: 2, NoSwarm: true, NoImages: true})
+	n1, n2 := l.Node("node1"), l.Node("node2")
+	// Each subtest gets clients bound to itself, so failures stop only it.
+	clis := func(t *testing.T) (*cli, *cli) { return shoalCLI(t, n1), dockerCLI(t, n1) }
+
+	t.Run("version and info", func(t *testing.T) {
+		sh, dk := clis(t)
+		out := dk.ok("version", "--format", "{{.Server.APIVersion}} {{.Server.Os}}")
+		if !strings.HasPrefix(out, "1.5") {
+			t.Fatalf("docker version: %q", out)
+		}
+		if out := dk.ok("info", "--format", "{{.Name}} {{.Swarm.LocalNodeState}}"); strings.TrimSpace(out) != "node1 inactive" {
+			t.Fatalf("docker info: %q", out)
+		}
+		if out := sh.ok("info"); !strings.Contains(out, "Name: node1") {
+			t.Fatalf("shoal info: %s", out)
+		}
+	})
+
+	t.Run("demo images", func(t *testing.T) {
+		sh, dk := clis(t)
+		sh.ok("demo", "build")
+		out := dk.ok("images", "--format", "{{.Repository}}:{{.Tag}}")
+		for _, img := range []string{"demo/busybox:latest", "demo/hostname:latest", "demo/dnstools:latest"} {
+			if !strings.Contains(out, img) {
+				t.Fatalf("docker images lacks %s:\n%s", img, out)
+			}
+		}
+	})
+
+	t.Run("run and attach", func(t *testing.T) {
+		sh, dk := clis(t)
+		if out := dk.ok("run", "--rm", "demo/busybox", "echo", "hi"); out != "hi\n" {
+			t.Fatalf("docker run: %q", out)
+		}
+		if out := sh.ok("run", "--rm", "demo/busybox", "sh", "-c", "echo out; echo err >&2"); out != "out\n" {
+			t.Fatalf("shoal run stdout: %q", out)
+		}
+		r := dk.run("run", "--rm", "demo/busybox", "sh", "-c", "exit 7")
+		if r.Code != 7 {
+			t.Fatalf("exit code: %s", r)
+		}
+		r = dk.runIn([]byte("piped\n"), "run", "--rm", "-i", "demo/busybox", "cat")
+		if r.Code != 0 || r.Out != "piped\n" {
+			t.Fatalf("stdin: %s", r)
+		}
+		if out := dk.ok("ps", "-a", "-q", "--filter", "ancestor=demo/busybox"); strings.TrimSpace(out) != "" {
+			t.Fatalf("--rm left containers: %q", out)
+		}
+	})
+
+	t.Run("detached web server with a published port", func(t *testing.T) {
+		sh, dk := clis(t)
+		id := strings.TrimSpace(sh.ok("run", "-d", "--name", "web", "-p", "8080:80", "demo/hostname"))
+		if len(id) != 64 {
+			t.Fatalf("run -d printed %q", id)
+		}
+		want := id[:12]
+		for _, from := range []*lab.Node{n1, n2} {
+			target := "127.0.0.1"
+			if from != n1 {
+				target = n1.IP
+			}
+			eventually(t, 10*time.Second, func() string {
+				out, err := l.Exec(context.Background(), from.Name, "busybox", "wget", "-qO-", "http://"+target+":8080/")
+				if err != nil || strings.TrimSpace(string(out)) != want {
+					return fmt.Sprintf("from %s: %q %v", from.Name, out, err)
+				}
+				return ""
+			})
+		}
+		ps := dk.ok("ps")
+		if !strings.Contains(ps, "0.0.0.0:8080->80/tcp") || !strings.Contains(ps, "web") || !strings.Contains(ps, "Up ") {
+			t.Fatalf("docker ps:\n%s", ps)
+		}
+		if out := sh.ok("inspect", "-f", "{{.State.Running}} {{.Config.Hostname}}", "web"); strings.TrimSpace(out) != "true "+want {
+			t.Fatalf("inspect: %q", out)
+		}
+		if out := dk.ok("exec", "web", "hostname"); strings.TrimSpace(out) != want {
+			t.Fatalf("exec: %q", out)
+		}
+		if r := sh.run("exec", "web", "sh", "-c", "exit 3"); r.Code != 3 {
+			t.Fatalf("exec exit code: %s", r)
+		}
+		sh.fails("is already in use", "run", "-d", "--name", "web", "demo/busybox", "sleep", "60")
+		dk.fails("container is running", "rm", "web")
+		sh.fails("port is already allocated", "run", "-d", "--name", "web2", "-p", "8080:80", "demo/hostname")
+		if out := dk.ok("ps", "-a", "--filter", "name=web2", "--format", "{{.Names}} {{.Status}}"); strings.Contains(out, "Up") {
+			t.Fatalf("a failed start must not leave a running container: %q", out)
+		}
+		dk.ok("rm", "-f", "web2")
+		sh.ok("stop", "web")
+		if out := dk.ok("ps", "-a", "--filter", "name=web", "--format", "{{.Status}}"); !strings.HasPrefix(out, "Exited (") {
+			t.Fatalf("after stop: %q", out)
+		}
+		sh.ok("rm", "web")
+		dk.fails("No such object: web", "inspect", "web")
+	})
+
+	t.Run("logs", func(t *testing.T) {
+		sh, dk := clis(t)
+		dk.ok("run", "-d", "--name", "logger", "demo/busybox", "sh", "-c", "echo one; echo two >&2; echo three; sleep 300")
+		eventually(t, 10*time.Second, func() string {
+			r := dk.run("logs", "logger")
+			if r.Out != "one\nthree\n" || r.Err != "two\n" {
+				return r.String()
+			}
+			return ""
+		})
+		if out := sh.ok("logs", "--tail", "1", "logger"); out != "three\n" {
+			t.Fatalf("tail: %q", out)
+		}
+		if out := dk.ok("logs", "-t", "logger"); !strings.Contains(out, "Z one") {
+			t.Fatalf("timestamps: %q", out)
+		}
+		sh.ok("rm", "-f", "logger")
+	})
+
+	t.Run("restart policy", func(t *testing.T) {
+		_, dk := clis(t)
+		dk.ok("run", "-d", "--name", "flaky", "--restart", "on-failure:2", "demo/busybox", "sh", "-c", "exit 1")
+		eventually(t, 30*time.Second, func() string {
+			out := dk.ok("inspect", "-f", "{{.RestartCount}} {{.State.Status}} {{.State.ExitCode}}", "flaky")
+			if strings.TrimSpace(out) != "2 exited 1" {
+				return out
+			}
+			return ""
+		})
+		dk.ok("rm", "flaky")
+	})
+
+	t.Run("images: save, load, tag, import, rmi", func(t *testing.T) {
+		sh, dk := clis(t)
+		dir := t.TempDir()
+		tar := filepath.Join(dir, "busybox.tar")
+		dk.ok("save", "-o", tar, "demo/busybox")
+		dk.ok("tag", "demo/busybox", "copy/busybox:v1")
+		dk.ok("rmi", "copy/busybox:v1")
+		sh.ok("tag", "demo/busybox", "copy/busybox:v2")
+		if out := sh.ok("rmi", "copy/busybox:v2"); !strings.Contains(out, "Untagged: copy/busybox:v2") {
+			t.Fatalf("rmi: %q", out)
+		}
+		if out := dk.ok("load", "-i", tar); !strings.Contains(out, "Loaded image: demo/busybox:latest") {
+			t.Fatalf("load: %q", out)
+		}
+
+		// A corrupt tarball is refused and imports nothing.
+		before := dk.ok("images", "-q", "--no-trunc")
+		b, err := os.ReadFile(tar)
+		if err != nil {
+			t.Fatal(err)
+		}
+		bad := filepath.Join(dir, "bad.tar")
+		if err := os.WriteFile(bad, b[:len(b)/2], 0o644); err != nil {
+			t.Fatal(err)
+		}
+		r := dk.run("load", "-i", bad)
+		if r.Code == 0 {
+			t.Fatalf("truncated tarball loaded: %s", r)
+		}
+		if after := dk.ok("images", "-q", "--no-trunc"); after != before {
+			t.Fatalf("a failed load changed the images:\n%s\nvs\n%s", before, after)
+		}
+
+		// import: a rootfs tar becomes a one-layer image.
+		rootfs := buildRootfsTar(t, dir)
+		dk.ok("import", "-c", "CMD [\"/bin/sh\",\"-c\",\"echo imported\"]", rootfs, "imported/fs:1")
+		if out := dk.ok("run", "--rm", "imported/fs:1"); out != "imported\n" {
+			t.Fatalf("imported image ran: %q", out)
+		}
+		dk.ok("rmi", "imported/fs:1")
+		dk.fails("No such image", "rmi", "imported/fs:1")
+	})
+
+	t.Run("registry push and pull", func(t *testing.T) {
+		_, dk := clis(t)
+		reg := l.Registry()
+		if reg == "" {
+			t.Skip("lab has no registry")
+		}
+		ref := reg + "/e2e/busybox:1"
+		dk.ok("tag", "demo/busybox", ref)
+		dk.ok("push", ref)
+		d2 := dockerCLI(t, n2)
+		if out := d2.ok("pull", ref); !strings.Contains(out, "Downloaded newer image") && !strings.Contains(out, "Pull complete") {
+			t.Fatalf("pull on node2: %q", out)
+		}
+		if out := d2.ok("run", "--rm", ref, "echo", "pulled"); out != "pulled\n" {
+			t.Fatalf("run pulled: %q", out)
+		}
+		s2 := shoalCLI(t, n2)
+		s2.ok("rmi", ref)
+		s2.ok("pull", ref)
+		s2.fails("not found", "pull", reg+"/e2e/nothing:here")
+	})
+
+	t.Run("bad input", func(t *testing.T) {
+		sh, dk := clis(t)
+		dk.fails("Unable to find image", "run", "--rm", "no/such-image:here")
+		sh.fails("Minimum memory limit allowed is 6MB", "run", "--rm", "-m", "1k", "demo/busybox", "true")
+		dk.fails("invalid argument", "run", "--rm", "-m", "lots", "demo/busybox", "true")
+		dk.fails("No such container", "logs", "ghost")
+		dk.fails("No such image", "inspect", "--type", "image", "ghost")
+		dk.ok("run", "-d", "--name", "busy", "demo/busybox", "sleep", "300")
+		id := strings.TrimSpace(dk.ok("inspect", "-f", "{{.Image}}", "busy"))
+		dk.fails("(cannot be forced) - image is being used by running container", "rmi", "-f", id)
+		dk.ok("stop", "-t", "0", "busy")
+		dk.fails("(must be forced)", "rmi", id)
+		dk.ok("rm", "-f", "busy")
+	})
+}
+
+// buildRootfsTar writes a rootfs tarball of the demo busybox by saving the
+// image and taking its single layer.
+func buildRootfsTar(t *testing.T, dir string) string {
+	t.Helper()
+	out := filepath.Join(dir, "rootfs.tar")
+	f, err := os.Create(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if err := writeBusyboxRootfs(f); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
