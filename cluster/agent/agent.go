@@ -26,6 +26,9 @@ type (
 	Engine      = exec.Engine
 	ImagePuller = exec.ImagePuller
 	Notice      = wire.Notice
+	// LogSource reads task container logs for `service logs`.
+	LogSource = exec.LogSource
+	LogLine   = exec.LogLine
 )
 
 // NewEngine and NewImages adapt engine/container.Service and
@@ -33,6 +36,8 @@ type (
 var (
 	NewEngine = exec.NewEngine
 	NewImages = exec.NewImages
+	// NewLogSource reads task logs from engine/container.Service.
+	NewLogSource = exec.NewLogSource
 )
 
 // Config wires an agent.
@@ -54,6 +59,10 @@ type Config struct {
 	Addr   string
 	Engine Engine
 	Images ImagePuller
+	// Logs reads task container logs, which the agent publishes to the
+	// leader when the session asks (service logs). Nil: such requests
+	// are answered with an error per task.
+	Logs LogSource
 	// PayloadDir holds the secret and config files of running tasks; put
 	// it on a tmpfs (e.g. /run/shoal/swarm/payloads).
 	PayloadDir string

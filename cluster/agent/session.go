@@ -85,6 +85,10 @@ func readError(resp *http.Response) error {
 		return errdefs.Unauthorized("%s", we.Message)
 	case wire.CodeInvalid:
 		return errdefs.InvalidParameter("%s", we.Message)
+	case wire.CodeLogsGone:
+		return errdefs.Wrap(errdefs.KindNotFound, errGone)
+	case wire.CodeConflict:
+		return errdefs.Conflict("%s", we.Message)
 	}
 	if resp.StatusCode >= 500 {
 		return errdefs.Unavailable("%s", we.Message)
@@ -139,7 +143,12 @@ func (a *Agent) session(ctx context.Context, addr string) (established bool, err
 		a.mu.Unlock()
 	}()
 	a.log.Info("session established", "manager", addr)
-	if err := a.handle(first, &period); err != nil {
+	pubs := newPublishers(a, sctx, addr)
+	defer func() {
+		cancel(nil) // log publishers stop with the session
+		pubs.wait()
+	}()
+	if err := a.handle(first, &period, pubs); err != nil {
 		return true, err
 	}
 
@@ -158,7 +167,7 @@ func (a *Agent) session(ctx context.Context, addr string) (established bool, err
 		if err = dec.Decode(&m); err != nil {
 			break
 		}
-		if err = a.handle(m, &period); err != nil {
+		if err = a.handle(m, &period, pubs); err != nil {
 			break
 		}
 	}
@@ -170,7 +179,7 @@ func (a *Agent) session(ctx context.Context, addr string) (established bool, err
 	return true, err
 }
 
-func (a *Agent) handle(m wire.Message, period *atomic.Int64) error {
+func (a *Agent) handle(m wire.Message, period *atomic.Int64, pubs *publishers) error {
 	switch m.Type {
 	case wire.MsgSession:
 		if m.HeartbeatPeriod > 0 {
@@ -202,6 +211,10 @@ func (a *Agent) handle(m wire.Message, period *atomic.Int64) error {
 	case wire.MsgNotice:
 		if m.Notice != nil && a.cfg.OnNotice != nil {
 			a.cfg.OnNotice(*m.Notice)
+		}
+	case wire.MsgLogs:
+		if m.Logs != nil {
+			pubs.handle(*m.Logs)
 		}
 	}
 	return nil

@@ -9,6 +9,9 @@
 //     session of the task's node (a per-session queue);
 //   - each session's HTTP handler drains its queue at most once per tick
 //     and writes the batch to the stream;
+//   - log subscriptions (logs.go) ride the same session queues: the log
+//     broker's requests go out as session messages, the agents publish
+//     on a separate streaming request;
 //   - the writer goroutine batches task status reports and node status
 //     changes into store.Batch writes once per tick, and expires nodes
 //     whose heartbeats stopped.
@@ -70,6 +73,9 @@ type Config struct {
 	// OrphanAfter: tasks of a node DOWN this long become ORPHANED.
 	// Default 24 h.
 	OrphanAfter time.Duration
+	// LogsAttachTimeout: a node asked for logs that has not started
+	// publishing by then is reported as failed. Default 15 s.
+	LogsAttachTimeout time.Duration
 }
 
 // Dispatcher serves node sessions while this manager leads.
@@ -94,6 +100,10 @@ type Dispatcher struct {
 	wmu         sync.Mutex
 	taskUpdates map[string]pendingStatus
 	nodeUpdates map[string]nodeUpdate
+
+	// lmu guards the log subscriptions (logs.go), by subscription ID.
+	lmu  sync.Mutex
+	logs map[string]*logStream
 }
 
 type liveNode struct {
@@ -129,6 +139,9 @@ func New(s *store.Store, cfg Config) *Dispatcher {
 	}
 	if cfg.OrphanAfter <= 0 {
 		cfg.OrphanAfter = DefaultOrphanAfter
+	}
+	if cfg.LogsAttachTimeout <= 0 {
+		cfg.LogsAttachTimeout = DefaultLogsAttachTimeout
 	}
 	if cfg.Leader == nil {
 		cfg.Leader = func() (bool, string) { return true, "" }
@@ -216,7 +229,16 @@ func (d *Dispatcher) Handler() http.Handler {
 	mux.HandleFunc("POST "+wire.PathSession, d.handleSession)
 	mux.HandleFunc("POST "+wire.PathHeartbeat, d.handleHeartbeat)
 	mux.HandleFunc("POST "+wire.PathStatus, d.handleStatus)
+	mux.HandleFunc("POST "+wire.PathLogs, d.handleLogs)
 	return mux
+}
+
+// Running reports whether the dispatcher serves sessions (this manager
+// leads and Run has started).
+func (d *Dispatcher) Running() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.running
 }
 
 // Period is the current heartbeat period (for tests and /info).

@@ -27,6 +27,7 @@ type session struct {
 	pending  map[string]*wire.Assignment // changed tasks; nil value = removed
 	info     *wire.Message               // pending MsgSession
 	notices  []wire.Notice
+	logs     []wire.LogsRequest // log subscription starts and stops
 	lastNode *store.Node
 	lastRole swarm.NodeRole // role of the last role-changed notice
 
@@ -130,6 +131,29 @@ func (s *session) queueNotice(n wire.Notice) {
 	s.signal()
 }
 
+// queueLogs asks the agent to publish logs.
+func (s *session) queueLogs(r wire.LogsRequest) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.logs = append(s.logs, r)
+	s.signal()
+}
+
+// cancelLogs tells the agent to stop publishing a subscription, or drops
+// the request if the agent was not sent it yet.
+func (s *session) cancelLogs(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i, r := range s.logs {
+		if r.SubscriptionID == id && !r.Close {
+			s.logs = slices.Delete(s.logs, i, i+1)
+			return
+		}
+	}
+	s.logs = append(s.logs, wire.LogsRequest{SubscriptionID: id, Close: true})
+	s.signal()
+}
+
 // drain takes everything queued, as messages in the order the agent
 // should apply them.
 func (s *session) drain() []wire.Message {
@@ -158,5 +182,9 @@ func (s *session) drain() []wire.Message {
 		s.pending = map[string]*wire.Assignment{}
 		out = append(out, wire.Message{Type: wire.MsgAssignments, Assignments: as})
 	}
+	for i := range s.logs {
+		out = append(out, wire.Message{Type: wire.MsgLogs, Logs: &s.logs[i]})
+	}
+	s.logs = nil
 	return out
 }

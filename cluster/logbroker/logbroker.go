@@ -1,20 +1,28 @@
-// Package logbroker gathers service and task logs from every node.
+// Package logbroker serves service and task logs (`docker service logs`,
+// GET /tasks/{id}/logs) on the Raft leader, as swarmkit's log broker does:
+// logs are pushed, never pulled, since worker nodes listen on no port.
 //
-// Each node serves its own tasks' container logs on its cluster listener
-// (GET /logs/tasks/{taskID}, manager certificates only) as a stream of JSON
-// lines; the manager answering `service logs` asks every node that ran one of
-// the service's tasks, merges the streams, and — with follow — also picks up
-// tasks that start while it streams.
+// A Logs call is a subscription: it picks the tasks that got a container,
+// groups them by node, and asks each node's agent, through the leader
+// dispatcher's session with that node, to publish those tasks' logs
+// (dispatcher.SubscribeLogs). The agents stream the lines back on requests
+// they open to the dispatcher, which hands them to this subscription; the
+// lines of every node are merged, in arrival order, into one channel.
+// Without follow the channel closes once every node is done; a node that
+// is down, has no session or fails is reported as a LogMessage with Err
+// and the others go on. With follow, tasks of the service that start
+// later join in, and the channel closes when the caller's context ends.
+//
+// Only the leader's dispatcher has the sessions, so the Broker answers
+// only on the leader (ErrNotLeader, Unavailable, elsewhere). Followers
+// forward: Forward streams a Broker.Logs of the leader, served there by
+// ForwardHandler (forward.go).
 package logbroker
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
-	"fmt"
-	"io"
-	"net/http"
-	"net/url"
+	"errors"
+	"log/slog"
 	"strconv"
 	"sync"
 	"time"
@@ -22,127 +30,72 @@ import (
 	"github.com/moby/moby/api/types/swarm"
 
 	"github.com/shoal/shoal/api"
+	"github.com/shoal/shoal/cluster/dispatcher"
+	"github.com/shoal/shoal/cluster/dispatcher/wire"
 	"github.com/shoal/shoal/cluster/store"
 	"github.com/shoal/shoal/errdefs"
 )
 
-// Line is one log line of a task's container.
-type Line struct {
-	Time   time.Time `json:"t"`
-	Stderr bool      `json:"e,omitempty"`
-	Data   []byte    `json:"d"`
+// Dispatcher is what the broker needs of the leader's dispatcher
+// (*dispatcher.Dispatcher).
+type Dispatcher interface {
+	// Running reports whether it serves sessions (this manager leads).
+	Running() bool
+	SubscribeLogs(nodeID string, taskIDs []string, opts wire.LogOptions, sink dispatcher.LogSink) (cancel func(), err error)
 }
 
-// Source reads the logs of a task's container on this node. It sends lines
-// to out until the logs end (or, with follow, the container stops or ctx
-// ends), then returns.
-type Source interface {
-	TaskLogs(ctx context.Context, taskID string, opts api.LogsOptions, out chan<- Line) error
+// DefaultBuffer is how many messages wait for a slow consumer before
+// the nodes are held back.
+const DefaultBuffer = 256
+
+// Config wires a Broker.
+type Config struct {
+	Store      *store.Store
+	Dispatcher Dispatcher
+	// Buffer is the output channel's capacity (default DefaultBuffer).
+	Buffer int
+	Log    *slog.Logger
 }
 
-// NodeHandler serves this node's task logs for managers.
-func NodeHandler(src Source) http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /logs/tasks/{id}", func(w http.ResponseWriter, r *http.Request) {
-		opts, err := decodeOptions(r.URL.Query())
-		if err != nil {
-			api.WriteError(w, err)
-			return
-		}
-		ctx, cancel := context.WithCancel(r.Context())
-		defer cancel()
-		lines := make(chan Line, 64)
-		errc := make(chan error, 1)
-		go func() {
-			errc <- src.TaskLogs(ctx, r.PathValue("id"), opts, lines)
-			close(lines)
-		}()
-		first, ok := <-lines
-		if !ok {
-			if err := <-errc; err != nil {
-				api.WriteError(w, err)
-				return
-			}
-		}
-		w.Header().Set("Content-Type", "application/x-ndjson")
-		w.WriteHeader(http.StatusOK)
-		enc := json.NewEncoder(w)
-		flusher, _ := w.(http.Flusher)
-		send := func(l Line) bool {
-			if err := enc.Encode(l); err != nil {
-				return false
-			}
-			if flusher != nil && len(lines) == 0 {
-				flusher.Flush()
-			}
-			return true
-		}
-		if ok && !send(first) {
-			return
-		}
-		for l := range lines {
-			if !send(l) {
-				return
-			}
-		}
-	})
-	return mux
-}
-
-func encodeOptions(o api.LogsOptions) url.Values {
-	v := url.Values{}
-	if o.Follow {
-		v.Set("follow", "1")
-	}
-	v.Set("tail", o.Tail)
-	if !o.Since.IsZero() {
-		v.Set("since", strconv.FormatInt(o.Since.UnixNano(), 10))
-	}
-	if o.Stdout {
-		v.Set("stdout", "1")
-	}
-	if o.Stderr {
-		v.Set("stderr", "1")
-	}
-	return v
-}
-
-func decodeOptions(v url.Values) (api.LogsOptions, error) {
-	o := api.LogsOptions{Follow: v.Get("follow") == "1", Tail: v.Get("tail"), Stdout: v.Get("stdout") == "1", Stderr: v.Get("stderr") == "1"}
-	if o.Tail == "" {
-		o.Tail = "all"
-	}
-	if s := v.Get("since"); s != "" {
-		n, err := strconv.ParseInt(s, 10, 64)
-		if err != nil {
-			return o, errdefs.InvalidParameter("invalid since %q", s)
-		}
-		o.Since = time.Unix(0, n)
-	}
-	return o, nil
-}
-
-// Broker answers service and task log requests on a manager.
+// Broker answers service and task log requests on the leader.
 type Broker struct {
-	Store *store.Store
-	// NodeURL returns the base URL ("https://IP:PORT") of a node's cluster
-	// listener, and Client reaches it with this manager's certificate.
-	NodeURL func(nodeID string) (string, error)
-	Client  *http.Client
+	cfg Config
+	log *slog.Logger
 }
 
-// Logs streams the logs of a service's tasks (serviceRef) or of one task.
-// The channel closes when every stream ends, or when ctx ends.
+// New returns a broker over the leader's store and dispatcher.
+func New(cfg Config) *Broker {
+	if cfg.Buffer <= 0 {
+		cfg.Buffer = DefaultBuffer
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	return &Broker{cfg: cfg, log: cfg.Log.With("component", "logbroker")}
+}
+
+// ErrNotLeader is returned on a manager whose dispatcher does not run.
+var ErrNotLeader = errdefs.Unavailable("service logs are served by the swarm leader, and this manager is not the leader")
+
+// errGone tells the dispatcher the subscriber has gone.
+var errGone = errors.New("log subscriber gone")
+
+// Logs streams the logs of a service's tasks (serviceRef: ID, name or ID
+// prefix) or of one task (taskRef: ID or prefix). The channel closes when
+// every involved node is done (without follow) or when ctx ends; the
+// caller must drain it or cancel ctx.
 func (b *Broker) Logs(ctx context.Context, serviceRef, taskRef string, opts api.LogsOptions) (<-chan api.LogMessage, error) {
+	if !b.cfg.Dispatcher.Running() {
+		return nil, ErrNotLeader
+	}
+	wopts, err := wireOptions(opts)
+	if err != nil {
+		return nil, err
+	}
 	var (
 		tasks     []*store.Task
 		serviceID string
-		err       error
-	)
-	follow := opts.Follow && taskRef == ""
-	var (
-		events <-chan store.Event
-		cancel = func() {}
+		taskID    string
 	)
 	view := func(rt store.ReadTx) {
 		if taskRef != "" {
@@ -156,7 +109,7 @@ func (b *Broker) Logs(ctx context.Context, serviceRef, taskRef string, opts api.
 				err = errdefs.NotFound("task %s not found", taskRef)
 				return
 			}
-			tasks, serviceID = []*store.Task{t}, t.ServiceID
+			tasks, serviceID, taskID = []*store.Task{t}, t.ServiceID, t.ID
 			return
 		}
 		s := rt.GetService(serviceRef)
@@ -174,121 +127,262 @@ func (b *Broker) Logs(ctx context.Context, serviceRef, taskRef string, opts api.
 		serviceID = s.ID
 		tasks = rt.FindTasks(store.ByServiceID(s.ID))
 	}
-	if follow {
-		// Subscribing with the view means no task start is missed between.
-		events, cancel = b.Store.ViewAndWatch(view, store.KindTask)
+	var (
+		events    <-chan store.Event
+		stopWatch = func() {}
+	)
+	if opts.Follow {
+		// Watching from the same snapshot: no task start is missed.
+		events, stopWatch = b.cfg.Store.ViewAndWatch(view, store.KindTask)
 	} else {
-		b.Store.View(view)
+		b.cfg.Store.View(view)
 	}
 	if err != nil {
-		cancel()
+		stopWatch()
 		return nil, err
 	}
-	out := make(chan api.LogMessage, 256)
-	var wg sync.WaitGroup
-	started := map[string]bool{}
-	start := func(t *store.Task) {
-		if t.NodeID == "" || started[t.ID] || !ranOnNode(t) {
-			return
-		}
-		started[t.ID] = true
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			b.stream(ctx, t, opts, out)
-		}()
+
+	sctx, cancel := context.WithCancel(ctx)
+	s := &subscription{
+		b: b, ctx: sctx, cancel: cancel, opts: wopts, follow: opts.Follow,
+		out:     make(chan api.LogMessage, b.cfg.Buffer),
+		service: map[string]string{},
+		pending: 1, // held while the first streams start
 	}
+	byNode := map[string][]*store.Task{}
+	var nodes []string
 	for _, t := range tasks {
-		start(t)
+		if !eligible(t, opts.Follow) {
+			continue
+		}
+		if byNode[t.NodeID] == nil {
+			nodes = append(nodes, t.NodeID)
+		}
+		byNode[t.NodeID] = append(byNode[t.NodeID], t)
 	}
-	if follow {
-		// Tasks that start while following join the stream.
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer cancel()
-			for {
-				select {
-				case <-ctx.Done():
-					return
-				case ev, ok := <-events:
-					if !ok {
-						return
-					}
-					if t, isTask := ev.Object.(*store.Task); isTask && ev.Op != store.OpDelete && t.ServiceID == serviceID && t.Status.State == swarm.TaskStateRunning {
-						start(t)
-					}
-				}
-			}
-		}()
-	}
+	s.mu.Lock()
+	s.stopAfter = context.AfterFunc(sctx, s.finish)
+	s.mu.Unlock()
+	// Started from a goroutine: reporting a down node must not wait for
+	// a consumer that only reads once Logs returns.
 	go func() {
-		wg.Wait()
-		close(out)
+		for _, n := range nodes {
+			s.start(n, byNode[n])
+		}
+		s.streamDone() // setup over
 	}()
-	return out, nil
+	if opts.Follow {
+		go s.watch(events, stopWatch, serviceID, taskID)
+	}
+	return s.out, nil
 }
 
-// ranOnNode reports whether a task got as far as having a container.
-func ranOnNode(t *store.Task) bool {
-	switch t.Status.State {
-	case swarm.TaskStateNew, swarm.TaskStatePending, swarm.TaskStateAssigned, swarm.TaskStateAccepted, swarm.TaskStatePreparing:
+// wireOptions converts the API's options.
+func wireOptions(o api.LogsOptions) (wire.LogOptions, error) {
+	w := wire.LogOptions{Follow: o.Follow, Tail: -1, Since: o.Since, Stdout: o.Stdout, Stderr: o.Stderr}
+	if !o.Stdout && !o.Stderr {
+		return w, errdefs.InvalidParameter("Bad parameters: you must choose at least one stream")
+	}
+	if o.Tail != "" && o.Tail != "all" {
+		n, err := strconv.Atoi(o.Tail)
+		if err != nil || n < 0 {
+			return w, errdefs.InvalidParameter("invalid value for tail: %q", o.Tail)
+		}
+		w.Tail = n
+	}
+	return w, nil
+}
+
+// eligible reports whether t has (or had) a container whose logs to read:
+// with follow only once it runs, since following a container that has not
+// started yet would end at once.
+func eligible(t *store.Task, follow bool) bool {
+	if t.NodeID == "" {
 		return false
-	case swarm.TaskStateRejected:
+	}
+	st := t.Status.State
+	if st == swarm.TaskStateRejected {
 		return t.Status.ContainerStatus != nil && t.Status.ContainerStatus.ContainerID != ""
 	}
-	return true
+	if follow {
+		return wire.Rank(st) >= wire.Rank(swarm.TaskStateRunning)
+	}
+	return wire.Rank(st) >= wire.Rank(swarm.TaskStateReady)
 }
 
-func (b *Broker) stream(ctx context.Context, t *store.Task, opts api.LogsOptions, out chan<- api.LogMessage) {
-	fail := func(err error) {
+// subscription is one Logs call.
+type subscription struct {
+	b      *Broker
+	ctx    context.Context
+	cancel context.CancelFunc
+	opts   wire.LogOptions
+	follow bool
+	out    chan api.LogMessage
+
+	mu        sync.Mutex
+	stopAfter func() bool
+	service   map[string]string // task ID → service ID, of started tasks
+	pending   int               // node streams not done (+1 during setup)
+	cancels   []func()
+	closed    bool
+	senders   sync.WaitGroup // sends to out in flight
+}
+
+// start subscribes to the logs of some tasks of one node.
+func (s *subscription) start(nodeID string, tasks []*store.Task) {
+	ids := make([]string, 0, len(tasks))
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	for _, t := range tasks {
+		if _, dup := s.service[t.ID]; dup {
+			continue
+		}
+		s.service[t.ID] = t.ServiceID
+		ids = append(ids, t.ID)
+	}
+	if len(ids) == 0 {
+		s.mu.Unlock()
+		return
+	}
+	s.pending++
+	s.mu.Unlock()
+	cancel, err := s.b.cfg.Dispatcher.SubscribeLogs(nodeID, ids, s.opts, &nodeSink{s: s, nodeID: nodeID})
+	if err != nil {
+		if !errdefs.IsNotFound(err) { // NotFound: the tasks were deleted since
+			s.fail(nodeID, err)
+		}
+		s.streamDone()
+		return
+	}
+	s.mu.Lock()
+	closed := s.closed
+	if !closed {
+		s.cancels = append(s.cancels, cancel)
+	}
+	s.mu.Unlock()
+	if closed {
+		cancel()
+	}
+}
+
+// watch subscribes tasks of the service (or the task) as they start.
+func (s *subscription) watch(events <-chan store.Event, stop func(), serviceID, taskID string) {
+	defer stop()
+	for {
 		select {
-		case out <- api.LogMessage{NodeID: t.NodeID, ServiceID: t.ServiceID, TaskID: t.ID, Err: err}:
-		case <-ctx.Done():
-		}
-	}
-	base, err := b.NodeURL(t.NodeID)
-	if err != nil {
-		fail(fmt.Errorf("task %s: %w", t.ID, err))
-		return
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/logs/tasks/"+url.PathEscape(t.ID)+"?"+encodeOptions(opts).Encode(), nil)
-	if err != nil {
-		fail(err)
-		return
-	}
-	resp, err := b.Client.Do(req)
-	if err != nil {
-		if ctx.Err() == nil {
-			fail(fmt.Errorf("task %s on node %s: %w", t.ID, t.NodeID, err))
-		}
-		return
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		var e struct{ Message string }
-		_ = json.NewDecoder(io.LimitReader(resp.Body, 1<<16)).Decode(&e)
-		if resp.StatusCode == http.StatusNotFound {
-			return // the container is gone (reaped): nothing to show
-		}
-		fail(fmt.Errorf("task %s on node %s: %s", t.ID, t.NodeID, e.Message))
-		return
-	}
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64<<10), 4<<20)
-	for sc.Scan() {
-		var l Line
-		if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
-			fail(fmt.Errorf("task %s: bad log line from node: %w", t.ID, err))
+		case <-s.ctx.Done():
 			return
-		}
-		select {
-		case out <- api.LogMessage{NodeID: t.NodeID, ServiceID: t.ServiceID, TaskID: t.ID, Timestamp: l.Time, Stderr: l.Stderr, Line: l.Data}:
-		case <-ctx.Done():
-			return
+		case ev, ok := <-events:
+			if !ok {
+				s.b.log.Warn("store watch closed: tasks started from now on are not followed")
+				return
+			}
+			t, isTask := ev.Object.(*store.Task)
+			if !isTask || ev.Op == store.OpDelete || t.ServiceID != serviceID || (taskID != "" && t.ID != taskID) {
+				continue
+			}
+			if eligible(t, true) {
+				s.start(t.NodeID, []*store.Task{t})
+			}
 		}
 	}
-	if err := sc.Err(); err != nil && ctx.Err() == nil {
-		fail(fmt.Errorf("task %s: %w", t.ID, err))
+}
+
+// fail reports a node's failure to the consumer, unless it is gone.
+func (s *subscription) fail(nodeID string, err error) {
+	if s.ctx.Err() != nil || errors.Is(err, context.Canceled) {
+		return
 	}
+	_ = s.send(context.Background(), api.LogMessage{NodeID: nodeID, Err: err})
+}
+
+// send delivers m unless the consumer is gone.
+func (s *subscription) send(ctx context.Context, m api.LogMessage) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return errGone
+	}
+	s.senders.Add(1)
+	s.mu.Unlock()
+	defer s.senders.Done()
+	select {
+	case s.out <- m:
+		return nil
+	case <-s.ctx.Done():
+		return errGone
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// streamDone counts a node stream out; without follow the last one ends
+// the subscription.
+func (s *subscription) streamDone() {
+	s.mu.Lock()
+	s.pending--
+	last := s.pending == 0 && !s.follow
+	s.mu.Unlock()
+	if last {
+		s.finish()
+	}
+}
+
+// finish ends the subscription once: the nodes are told to stop, and out
+// closes after the last send.
+func (s *subscription) finish() {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return
+	}
+	s.closed = true
+	cancels, stopAfter := s.cancels, s.stopAfter
+	s.cancels = nil
+	s.mu.Unlock()
+	s.cancel()
+	if stopAfter != nil {
+		stopAfter()
+	}
+	for _, c := range cancels {
+		c()
+	}
+	s.senders.Wait()
+	close(s.out)
+}
+
+// nodeSink receives one node's stream from the dispatcher.
+type nodeSink struct {
+	s      *subscription
+	nodeID string
+}
+
+func (n *nodeSink) Publish(ctx context.Context, b *wire.LogBatch) error {
+	s := n.s
+	s.mu.Lock()
+	serviceID := s.service[b.TaskID]
+	s.mu.Unlock()
+	for i := range b.Lines {
+		l := &b.Lines[i]
+		m := api.LogMessage{NodeID: n.nodeID, ServiceID: serviceID, TaskID: b.TaskID,
+			Timestamp: time.Unix(0, l.Time), Stderr: l.Stderr, Line: l.Data}
+		if err := s.send(ctx, m); err != nil {
+			return err
+		}
+	}
+	if b.Err != "" {
+		return s.send(ctx, api.LogMessage{NodeID: n.nodeID, ServiceID: serviceID, TaskID: b.TaskID,
+			Err: errdefs.System("task %s on node %s: %s", b.TaskID, n.nodeID, b.Err)})
+	}
+	return nil
+}
+
+func (n *nodeSink) Done(err error) {
+	if err != nil {
+		n.s.fail(n.nodeID, err)
+	}
+	n.s.streamDone()
 }

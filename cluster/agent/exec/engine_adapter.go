@@ -10,6 +10,7 @@ import (
 	"github.com/moby/moby/api/types/network"
 	"github.com/moby/moby/api/types/registry"
 
+	"github.com/shoal/shoal/cluster/dispatcher/wire"
 	enginectr "github.com/shoal/shoal/engine/container"
 	"github.com/shoal/shoal/engine/container/backend"
 	"github.com/shoal/shoal/engine/image"
@@ -93,6 +94,45 @@ func (c containerService) Events(ctx context.Context) (<-chan Event, error) {
 		}
 	}()
 	return out, nil
+}
+
+// NewLogSource reads task logs from the node's container service.
+func NewLogSource(s *enginectr.Service) LogSource { return containerLogs{s} }
+
+type containerLogs struct{ s *enginectr.Service }
+
+func (c containerLogs) TaskLogs(ctx context.Context, taskID string, opts wire.LogOptions, fn func(LogLine) error) error {
+	id, err := c.taskContainer(ctx, taskID)
+	if err != nil {
+		return err
+	}
+	bo := backend.LogsOptions{ShowStdout: opts.Stdout, ShowStderr: opts.Stderr, Since: opts.Since, Follow: opts.Follow, Tail: opts.Tail}
+	return c.s.LogEntries(ctx, id, bo, func(m backend.LogMessage) error {
+		return fn(LogLine{Time: m.Time, Stderr: m.Stream == "stderr", Data: m.Line})
+	})
+}
+
+// taskContainer finds a task's container by the label the executor puts
+// on it (as the executor itself finds its containers after a restart):
+// the running one if there are two.
+func (c containerLogs) taskContainer(ctx context.Context, taskID string) (string, error) {
+	list, err := c.s.List(ctx, backend.ListOptions{All: true, Filters: filters.NewArgs(filters.Arg("label", LabelTaskID+"="+taskID))})
+	if err != nil {
+		return "", err
+	}
+	id := ""
+	for _, s := range list {
+		if s.Labels[LabelTaskID] != taskID {
+			continue
+		}
+		if id == "" || s.State == container.StateRunning {
+			id = s.ID
+		}
+	}
+	if id == "" {
+		return "", errdefs.NotFound("task %s has no container on this node", taskID)
+	}
+	return id, nil
 }
 
 type imageStore struct{ s *image.Store }

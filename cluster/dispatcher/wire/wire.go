@@ -8,7 +8,9 @@
 //	    period, managers, the node object), the second a full MsgAssignments;
 //	    later ones are incremental assignments (batched, at most every
 //	    ~100 ms), MsgSession when the period, manager list or node object
-//	    change, and MsgNotice for node-level events.
+//	    change, MsgNotice for node-level events, and MsgLogs when the
+//	    leader's log broker wants some of the node's task logs (or no
+//	    longer does: Close).
 //	POST /dispatcher/heartbeat  body HeartbeatRequest → HeartbeatResponse
 //	    Must arrive within Period × 3 of the previous one (or of the session
 //	    start) or the node is marked DOWN ("heartbeat failure").
@@ -16,6 +18,12 @@
 //	    Task status changes observed by the agent, batched. Only tasks
 //	    assigned to the caller are accepted (403 otherwise); states only
 //	    move forward, stale reports are ignored.
+//	POST /dispatcher/logs?subscription=ID  body: a stream of LogBatch lines
+//	    The agent's answer to a MsgLogs: the log lines of the subscription's
+//	    tasks, as newline-delimited JSON LogBatch records, each task ending
+//	    with a Done (or Err) record. 204 once every task is done; 410
+//	    (CodeLogsGone) as soon as the subscriber is gone, which tells the
+//	    agent to stop; 403 for a task that is not the caller's.
 //
 // Errors are a status and an Error body. CodeNotLeader (421) carries the
 // leader's address: the agent reconnects there. CodeSessionInvalid (409)
@@ -28,6 +36,8 @@
 package wire
 
 import (
+	"encoding/base64"
+	"strconv"
 	"time"
 
 	"github.com/moby/moby/api/types/swarm"
@@ -38,7 +48,11 @@ const (
 	PathSession   = "/dispatcher/session"
 	PathHeartbeat = "/dispatcher/heartbeat"
 	PathStatus    = "/dispatcher/status"
+	PathLogs      = "/dispatcher/logs"
 )
+
+// QuerySubscription names the subscription a PathLogs request publishes to.
+const QuerySubscription = "subscription"
 
 // ContentTypeStream is the session stream's content type.
 const ContentTypeStream = "application/x-ndjson"
@@ -62,6 +76,9 @@ const (
 	MsgAssignments MessageType = "assignments"
 	// MsgNotice carries Notice.
 	MsgNotice MessageType = "notice"
+	// MsgLogs carries Logs: publish (or, with Close, stop publishing) the
+	// logs of some of the node's tasks.
+	MsgLogs MessageType = "logs"
 )
 
 // Message is one line of the session stream.
@@ -75,7 +92,53 @@ type Message struct {
 	Node        *swarm.Node  `json:",omitempty"`
 	Assignments *Assignments `json:",omitempty"`
 	Notice      *Notice      `json:",omitempty"`
+	Logs        *LogsRequest `json:",omitempty"`
 }
+
+// LogsRequest asks the agent to publish the logs of TaskIDs (its own
+// tasks) to PathLogs under SubscriptionID, or, with Close, to stop.
+type LogsRequest struct {
+	SubscriptionID string
+	TaskIDs        []string `json:",omitempty"`
+	Options        LogOptions
+	Close          bool `json:",omitempty"`
+}
+
+// LogOptions select the lines of each task's container log.
+type LogOptions struct {
+	// Follow keeps streaming while the container runs.
+	Follow bool `json:",omitempty"`
+	// Tail is the number of last lines per task; < 0 means all.
+	Tail int
+	// Since drops older lines (zero: none).
+	Since  time.Time `json:",omitempty"`
+	Stdout bool      `json:",omitempty"`
+	Stderr bool      `json:",omitempty"`
+}
+
+// LogBatch is one record of a PathLogs stream: lines of one task, or the
+// end of its logs (Done; Err when they could not be read). Batching lines
+// per task keeps the per-line overhead small.
+type LogBatch struct {
+	TaskID string    `json:"t"`
+	Lines  []LogLine `json:"l,omitempty"`
+	Done   bool      `json:"done,omitempty"`
+	// Err ends the task's logs with an error (Done is implied).
+	Err string `json:"err,omitempty"`
+}
+
+// LogLine is one line of a container's log.
+type LogLine struct {
+	// Time is the line's timestamp, Unix nanoseconds.
+	Time   int64 `json:"ts"`
+	Stderr bool  `json:"e,omitempty"`
+	// Data is the line, with its newline.
+	Data []byte `json:"d"`
+}
+
+// MaxLogRecord bounds one LogBatch record on the wire; agents keep their
+// batches well below it.
+const MaxLogRecord = 16 << 20
 
 // Assignments is the set of tasks a node must run (Full) or a change to it.
 type Assignments struct {
@@ -174,6 +237,8 @@ const (
 	CodeUnauthorized   Code = "unauthorized"    // 401
 	CodeInvalid        Code = "invalid"         // 400
 	CodeInternal       Code = "internal"        // 500
+	CodeLogsGone       Code = "logs-gone"       // 410: the log subscriber is gone
+	CodeConflict       Code = "conflict"        // 409: already published
 )
 
 // Error is the body of every error answer.
@@ -221,4 +286,76 @@ func Terminal(st swarm.TaskState) bool { return Rank(st) >= rank[swarm.TaskState
 func AgentState(st swarm.TaskState) bool {
 	r := Rank(st)
 	return r >= rank[swarm.TaskStateAccepted] && r <= rank[swarm.TaskStateRejected]
+}
+
+// AppendJSON appends b as one JSON line (with its newline), as
+// json.Marshal would encode it, without allocating: agents encode every
+// log line through it.
+func (b *LogBatch) AppendJSON(dst []byte) []byte {
+	dst = append(dst, `{"t":`...)
+	dst = appendString(dst, b.TaskID)
+	if len(b.Lines) > 0 {
+		dst = append(dst, `,"l":[`...)
+		for i := range b.Lines {
+			l := &b.Lines[i]
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = append(dst, `{"ts":`...)
+			dst = strconv.AppendInt(dst, l.Time, 10)
+			if l.Stderr {
+				dst = append(dst, `,"e":true`...)
+			}
+			if l.Data == nil {
+				dst = append(dst, `,"d":null}`...)
+				continue
+			}
+			dst = append(dst, `,"d":"`...)
+			dst = base64.StdEncoding.AppendEncode(dst, l.Data)
+			dst = append(dst, `"}`...)
+		}
+		dst = append(dst, ']')
+	}
+	if b.Done {
+		dst = append(dst, `,"done":true`...)
+	}
+	if b.Err != "" {
+		dst = append(dst, `,"err":`...)
+		dst = appendString(dst, b.Err)
+	}
+	return append(dst, "}\n"...)
+}
+
+// appendString appends s as a JSON string, escaped as encoding/json does
+// for ASCII (other bytes are copied: decoders accept them as they are).
+func appendString(dst []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	dst = append(dst, '"')
+	start := 0
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
+			continue
+		}
+		dst = append(dst, s[start:i]...)
+		switch c {
+		case '"', '\\':
+			dst = append(dst, '\\', c)
+		case '\n':
+			dst = append(dst, '\\', 'n')
+		case '\t':
+			dst = append(dst, '\\', 't')
+		case '\r':
+			dst = append(dst, '\\', 'r')
+		case '\b':
+			dst = append(dst, '\\', 'b')
+		case '\f':
+			dst = append(dst, '\\', 'f')
+		default:
+			dst = append(dst, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+		}
+		start = i + 1
+	}
+	dst = append(dst, s[start:]...)
+	return append(dst, '"')
 }
