@@ -11,6 +11,7 @@ package controlapi
 import (
 	"context"
 	"log/slog"
+	"time"
 
 	sraft "github.com/shoal/shoal/cluster/raft"
 	"github.com/shoal/shoal/cluster/store"
@@ -64,6 +65,8 @@ func New(cfg Config) *Server {
 		cfg.Reachable = func(string) bool { return true }
 	}
 	s := &Server{store: cfg.Store, raft: cfg.Raft, fwd: cfg.Forwarder, reachable: cfg.Reachable, log: cfg.Log}
+	cfg.Forwarder.ReadYourWrites(cfg.Store)
+	Handle(s.fwd, "store.index", func(ctx context.Context, _ struct{}) (struct{}, error) { return struct{}{}, nil })
 	s.registerSwarm()
 	s.registerNodes()
 	for _, p := range parts {
@@ -80,6 +83,25 @@ func (s *Server) Forwarder() *Forwarder { return s.fwd }
 
 // Raft is the manager's Raft member.
 func (s *Server) Raft() Raft { return s.raft }
+
+// syncReadTimeout bounds SyncRead: without a reachable leader reads go on
+// with the local replica.
+const syncReadTimeout = 500 * time.Millisecond
+
+// SyncRead brings this manager's replica up to what the leader has applied
+// (one small round trip on followers, nothing on the leader), so reads on
+// any manager see every write that was acknowledged before them, as with
+// docker where managers proxy reads to the leader. Without a leader it
+// returns at once and reads serve the last known state.
+func (s *Server) SyncRead(ctx context.Context) {
+	if s.raft.IsLeader() {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, syncReadTimeout)
+	defer cancel()
+	// The forwarder waits for the leader's index (read-your-writes).
+	_ = s.fwd.Forward(ctx, "store.index", struct{}{}, nil)
+}
 
 // Log is the control API's logger.
 func (s *Server) Log() *slog.Logger { return s.log }

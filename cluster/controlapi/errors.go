@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 
+	hraft "github.com/hashicorp/raft"
+
 	sraft "github.com/shoal/shoal/cluster/raft"
 	"github.com/shoal/shoal/cluster/store"
 	"github.com/shoal/shoal/cluster/transport"
@@ -35,6 +37,8 @@ var errNotLeader = errors.New("not the leader")
 func init() {
 	transport.RegisterCode("sequence", store.ErrSequence)
 	transport.RegisterCode("not_leader", errNotLeader)
+	transport.RegisterCode("raft_not_leader", hraft.ErrNotLeader)
+	transport.RegisterCode("raft_transfer", hraft.ErrLeadershipTransferInProgress)
 }
 
 // failedPrecondition words an error as docker shows swarmkit's gRPC

@@ -6,10 +6,14 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	sraft "github.com/shoal/shoal/cluster/raft"
+	"github.com/shoal/shoal/cluster/store"
 	"github.com/shoal/shoal/cluster/transport"
 	"github.com/shoal/shoal/errdefs"
 )
@@ -34,6 +38,7 @@ type Handler func(ctx context.Context, req json.RawMessage) (any, error)
 type Forwarder struct {
 	raft   LeaderInfo
 	client *http.Client
+	store  *store.Store // for read-your-writes; optional
 
 	mu       sync.RWMutex
 	handlers map[string]Handler
@@ -44,6 +49,19 @@ type Forwarder struct {
 func NewForwarder(r LeaderInfo, client *http.Client) *Forwarder {
 	return &Forwarder{raft: r, client: client, handlers: map[string]Handler{}}
 }
+
+// indexHeader carries the leader's store index after a forwarded call.
+const indexHeader = "Shoal-Store-Index"
+
+// readYourWritesWait bounds how long a follower waits to apply a write it
+// forwarded before answering.
+const readYourWritesWait = 2 * time.Second
+
+// ReadYourWrites makes forwarded calls return only once s (this manager's
+// replica) has applied what the leader had applied when it answered, so a
+// client that writes through a follower and reads it back sees its write
+// (docker clients read-modify-write with version checks).
+func (f *Forwarder) ReadYourWrites(s *store.Store) { f.store = s }
 
 // Register adds the leader-side handler of method.
 func (f *Forwarder) Register(method string, h Handler) {
@@ -75,8 +93,9 @@ func Call[Resp any](ctx context.Context, f *Forwarder, method string, req any) (
 	return resp, err
 }
 
-// forwardAttempts bounds retries when leadership moves during a call.
-const forwardAttempts = 4
+// forwardAttempts bounds retries when leadership moves during a call
+// (about 3 s in all: a leadership transfer takes a few hundred ms).
+const forwardAttempts = 8
 
 // Forward runs method on the leader with req and decodes its reply into
 // resp (a pointer, or nil to discard).
@@ -105,7 +124,11 @@ func (f *Forwarder) Forward(ctx context.Context, method string, req, resp any) e
 			if addr == "" {
 				return ErrNoLeader
 			}
-			out, err = f.remote(ctx, addr, method, body)
+			var index uint64
+			out, index, err = f.remote(ctx, addr, method, body)
+			if err == nil {
+				f.waitApplied(ctx, index)
+			}
 		}
 		if err == nil {
 			if resp == nil || len(out) == 0 {
@@ -113,7 +136,7 @@ func (f *Forwarder) Forward(ctx context.Context, method string, req, resp any) e
 			}
 			return json.Unmarshal(out, resp)
 		}
-		if !errors.Is(err, errNotLeader) {
+		if !errors.Is(err, errNotLeader) && !sraft.Retryable(err) {
 			return err
 		}
 		last = err
@@ -146,26 +169,83 @@ func (f *Forwarder) local(ctx context.Context, method string, body []byte) ([]by
 	return json.Marshal(out)
 }
 
-func (f *Forwarder) remote(ctx context.Context, addr, method string, body []byte) ([]byte, error) {
+// waitApplied waits (bounded) until the local replica reached index.
+func (f *Forwarder) waitApplied(ctx context.Context, index uint64) {
+	if f.store == nil || index == 0 || f.store.LastIndex() >= index {
+		return
+	}
+	events, cancel := f.store.Watch()
+	defer cancel()
+	t := time.NewTimer(readYourWritesWait)
+	defer t.Stop()
+	for f.store.LastIndex() < index {
+		select {
+		case <-events:
+		case <-t.C:
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// leaderPoll is how often a forwarded call checks that the leader it went
+// to is still the leader.
+const leaderPoll = 100 * time.Millisecond
+
+func (f *Forwarder) remote(ctx context.Context, addr, method string, body []byte) ([]byte, uint64, error) {
+	// A leader cut off by the network leaves the request hanging: give up
+	// on it as soon as this manager learns of another leader (or of none);
+	// a leader without quorum could not have committed the write.
+	parent := ctx
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var moved atomic.Bool
+	go func() {
+		t := time.NewTicker(leaderPoll)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if _, now := f.raft.Leader(); now != addr || f.raft.IsLeader() {
+					moved.Store(true)
+					cancel()
+					return
+				}
+			}
+		}
+	}()
+	out, index, err := f.post(ctx, addr, method, body)
+	if err != nil && moved.Load() && parent.Err() == nil {
+		return nil, 0, errdefs.Wrap(errdefs.KindUnavailable, errNotLeader)
+	}
+	return out, index, err
+}
+
+func (f *Forwarder) post(ctx context.Context, addr, method string, body []byte) ([]byte, uint64, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, transport.URL(addr, "/control/"+method), strings.NewReader(string(body)))
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := f.client.Do(req)
 	if err != nil {
 		if ctx.Err() != nil {
-			return nil, ctx.Err()
+			return nil, 0, ctx.Err()
 		}
 		// The leader we knew is gone; until a new one is elected there is
 		// no leader to write to.
-		return nil, errdefs.Wrapf(errdefs.KindUnavailable, err, "%s", ErrNoLeader.Error())
+		return nil, 0, errdefs.Wrapf(errdefs.KindUnavailable, err, "%s", ErrNoLeader.Error())
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode >= 300 {
-		return nil, transport.DecodeError(resp)
+		return nil, 0, transport.DecodeError(resp)
 	}
-	return io.ReadAll(resp.Body)
+	out, err := io.ReadAll(resp.Body)
+	index, _ := strconv.ParseUint(resp.Header.Get(indexHeader), 10, 64)
+	return out, index, err
 }
 
 // ServeHTTP serves POST /control/{method} on the leader. The caller must be
@@ -192,6 +272,9 @@ func (f *Forwarder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if f.store != nil {
+		w.Header().Set(indexHeader, strconv.FormatUint(f.store.LastIndex(), 10))
+	}
 	if out == nil {
 		out = []byte("null")
 	}

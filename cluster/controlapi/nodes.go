@@ -130,6 +130,7 @@ func (s *Server) ListNodes(ctx context.Context, args filters.Args) ([]swarm.Node
 		nodes []*store.Node
 		c     *store.Cluster
 	)
+	s.SyncRead(ctx)
 	s.store.View(func(rt store.ReadTx) {
 		nodes = rt.FindNodes(store.All())
 		c = rt.GetCluster()
@@ -215,6 +216,7 @@ func (s *Server) GetNode(ctx context.Context, ref string) (swarm.Node, error) {
 		c   *store.Cluster
 		err error
 	)
+	s.SyncRead(ctx)
 	s.store.View(func(rt store.ReadTx) {
 		n, err = resolveNode(rt, ref)
 		c = rt.GetCluster()
@@ -243,6 +245,7 @@ func (s *Server) UpdateNode(ctx context.Context, ref string, version uint64, spe
 		n   *store.Node
 		err error
 	)
+	s.SyncRead(ctx)
 	s.store.View(func(rt store.ReadTx) { n, err = resolveNode(rt, ref) })
 	if err != nil {
 		return err
@@ -356,6 +359,7 @@ func (s *Server) RemoveNode(ctx context.Context, ref string, force bool) error {
 		n   *store.Node
 		err error
 	)
+	s.SyncRead(ctx)
 	s.store.View(func(rt store.ReadTx) { n, err = resolveNode(rt, ref) })
 	if err != nil {
 		return err

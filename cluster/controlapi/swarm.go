@@ -167,6 +167,7 @@ func (s *Server) Bootstrap(ctx context.Context, req BootstrapRequest) error {
 // InspectSwarm returns the swarm as GET /swarm shows it (join tokens
 // included, CA key left out).
 func (s *Server) InspectSwarm(ctx context.Context) (swarm.Swarm, error) {
+	s.SyncRead(ctx)
 	c, err := s.cluster()
 	if err != nil {
 		return swarm.Swarm{}, err
