@@ -19,6 +19,7 @@ import (
 
 	"github.com/shoal/shoal/api"
 	"github.com/shoal/shoal/cluster"
+	"github.com/shoal/shoal/cluster/pipeline"
 	"github.com/shoal/shoal/engine/container"
 	"github.com/shoal/shoal/engine/image"
 	"github.com/shoal/shoal/network/bridge"
@@ -146,6 +147,9 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Daemon, error) {
 		EngineLabels:         cfg.Labels,
 		DefaultAdvertiseAddr: cfg.SwarmDefaultAdvertiseAddr,
 		SkipInterfaces:       []string{cfg.Bridge},
+		Components:           pipeline.Components(log),
+		Dispatcher:           pipeline.Dispatcher(),
+		NewAgent:             pipeline.Agent(d.containers, d.images, cfg.ExecRoot),
 		Log:                  log.With("component", "cluster"),
 	})
 	if err != nil {
@@ -157,6 +161,9 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Daemon, error) {
 		Containers: d.containers,
 		Images:     d.images,
 		Swarm:      d.cluster,
+		Services:   d.cluster,
+		Secrets:    d.cluster,
+		Networks:   d.network,
 	}, log.With("component", "api"))
 	return d, nil
 }

@@ -105,6 +105,11 @@ func (m *Manager) mount() {
 	if m.dispatcher != nil {
 		// The dispatcher answers non-leader requests itself (Env.Leader).
 		mux.Handle(PathDispatch, m.dispatcher.Handler())
+		if mh, ok := m.dispatcher.(ManagerHandlers); ok {
+			for pattern, h := range mh.ManagerHandlers() {
+				mux.Handle(pattern, s.ManagerOnly(h))
+			}
+		}
 	}
 }
 

@@ -40,6 +40,13 @@ type Dispatcher interface {
 	Handler() http.Handler
 }
 
+// ManagerHandlers is implemented by a Dispatcher that has more endpoints to
+// mount on the cluster port, for managers only (log forwarding): pattern →
+// handler.
+type ManagerHandlers interface {
+	ManagerHandlers() map[string]http.Handler
+}
+
 // Env is what the dispatcher is built with.
 type Env struct {
 	Store  *store.Store
@@ -170,6 +177,12 @@ func New(cfg Config) (*Manager, error) {
 	}()
 	return m, nil
 }
+
+// Dispatcher is the manager's dispatcher (nil without one).
+func (m *Manager) Dispatcher() Dispatcher { return m.dispatcher }
+
+// Client is the node's mTLS client.
+func (m *Manager) Client() *http.Client { return m.cfg.Client }
 
 // Store is the manager's replica of the cluster state.
 func (m *Manager) Store() *store.Store { return m.store }
