@@ -46,8 +46,16 @@ const hostnameScript = `#!/bin/sh
 # Answer GET / on port 80 with this container's hostname.
 mkdir -p /www
 hostname > /www/index.html
-exec httpd -f -p 80 -h /www
+# PID 1 ignores signals it has no handler for, and httpd installs none:
+# the shell stays PID 1 so "docker stop" ends it at once, not after 10 s.
+trap 'kill $pid 2>/dev/null; exit 0' TERM INT
+httpd -f -p 80 -h /www &
+pid=$!
+wait $pid
 `
+
+// dnstoolsCmd keeps demo/dnstools alive until it is stopped.
+const dnstoolsCmd = "trap 'exit 0' TERM INT; sleep infinity & wait"
 
 // file is one entry of a layer.
 type file struct {
@@ -165,8 +173,9 @@ func specs(names []string) ([]imageSpec, error) {
 		"demo/dnstools": {
 			name:    "demo/dnstools",
 			layers:  [][]file{base},
-			config:  ocispec.ImageConfig{Env: env, Cmd: []string{"sleep", "infinity"}},
-			history: []string{"ADD busybox-static and applet links /", `CMD ["sleep","infinity"]`},
+			// A trap, so that stopping it does not wait for SIGKILL.
+			config:  ocispec.ImageConfig{Env: env, Cmd: []string{"sh", "-c", dnstoolsCmd}},
+			history: []string{"ADD busybox-static and applet links /", `CMD ["sh","-c","` + dnstoolsCmd + `"]`},
 		},
 	}
 	var out []imageSpec

@@ -112,7 +112,7 @@ func TestDemoImages(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !reflect.DeepEqual(dn.Config.Config.Cmd, []string{"sleep", "infinity"}) {
+	if !reflect.DeepEqual(dn.Config.Config.Cmd, []string{"sh", "-c", dnstoolsCmd}) {
 		t.Errorf("dnstools Cmd %v", dn.Config.Config.Cmd)
 	}
 }
