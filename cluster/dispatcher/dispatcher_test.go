@@ -453,6 +453,36 @@ func TestHeartbeatExpiryAndReconnect(t *testing.T) {
 	e.waitNode("n1", swarm.NodeStateReady)
 }
 
+func TestBrokenSessionMarksDownQuickly(t *testing.T) {
+	e := newEnv(t, twoNodes)
+	s, _ := e.open("n1", wire.SessionRequest{})
+	e.waitNode("n1", swarm.NodeStateReady)
+	// The node's connection breaks (its host died) and it does not come
+	// back: DOWN after SessionLossGrace, long before 3 heartbeat periods.
+	s.cancel()
+	var advanced time.Duration
+	testutil.Eventually(t, wait, func() bool {
+		if n := e.node("n1"); n != nil && n.Status.State == swarm.NodeStateDown {
+			return true
+		}
+		e.clk.Advance(250 * time.Millisecond)
+		advanced += 250 * time.Millisecond
+		return false
+	}, "node never DOWN")
+	if advanced > 2*SessionLossGrace {
+		t.Fatalf("DOWN after %v of fake time, want about %v (not 3 × 5 s)", advanced, SessionLossGrace)
+	}
+	// A reconnect within the grace keeps the node READY.
+	s2, _ := e.open("n2", wire.SessionRequest{})
+	e.waitNode("n2", swarm.NodeStateReady)
+	s2.cancel()
+	e.open("n2", wire.SessionRequest{})
+	e.clk.Advance(3 * SessionLossGrace)
+	if n := e.node("n2"); n.Status.State != swarm.NodeStateReady {
+		t.Fatalf("reconnected node is %s", n.Status.State)
+	}
+}
+
 func TestNewSessionReplacesOld(t *testing.T) {
 	e := newEnv(t, twoNodes)
 	s1, _ := e.open("n1", wire.SessionRequest{})

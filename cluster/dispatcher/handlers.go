@@ -2,6 +2,7 @@ package dispatcher
 
 import (
 	"encoding/json"
+	"io"
 	"net"
 	"net/http"
 	"time"
@@ -99,6 +100,10 @@ func (d *Dispatcher) handleSession(w http.ResponseWriter, r *http.Request) {
 	if !decode(w, r, maxSessionBody, &req) {
 		return
 	}
+	// Read the body to its end: over HTTP/1.1 the server only notices a
+	// peer that went away (and cancels r.Context()) once the body is
+	// consumed. Over h2 the stream reset does it.
+	_, _ = io.Copy(io.Discard, io.LimitReader(r.Body, maxSessionBody))
 	reg := &regReq{nodeID: nodeID, req: req, addr: advertised(req, r), reply: make(chan regResult, 1)}
 	d.mu.Lock()
 	regs, runCtx := d.regs, d.runCtx
@@ -167,8 +172,16 @@ func (d *Dispatcher) handleSession(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// endSession forgets s when its stream ends. The node stays as it is until
-// its heartbeat deadline: a quick reconnect does not flap it.
+// SessionLossGrace is how long a node whose session stream broke has to
+// open a new one before it is DOWN. A live agent reconnects within a few
+// hundred milliseconds; a host that died closed its connections (or, if it
+// vanished silently, the heartbeat deadline catches it). Waiting the full
+// heartbeat grace (3 periods, 15 s by default, as docker) would make every
+// node failure cost that long.
+const SessionLossGrace = 2 * time.Second
+
+// endSession forgets s when its stream ends. The node stays as it is for a
+// short grace, so a quick reconnect does not flap it.
 func (d *Dispatcher) endSession(s *session) {
 	s.close()
 	d.mu.Lock()
@@ -178,6 +191,12 @@ func (d *Dispatcher) endSession(s *session) {
 	}
 	if ln := d.live[s.nodeID]; ln != nil && ln.sessionID == s.id {
 		ln.sessionID = ""
+		if !d.running || d.runCtx == nil || d.runCtx.Err() != nil {
+			return // not leading: the next leader grants its own grace
+		}
+		if until := d.cfg.Now().Add(SessionLossGrace); until.Before(ln.deadline) {
+			ln.deadline = until
+		}
 	}
 }
 

@@ -218,7 +218,7 @@ func TestAttachBeforeStartGetsAllOutputAndStdin(t *testing.T) {
 
 func TestSignalAndTTYAndResize(t *testing.T) {
 	r := newRig(t)
-	c := r.prepare("shrt-tty", &container.Config{Cmd: []string{"sh", "-c", "stty size; trap 'echo term; exit 7' TERM; while true; do sleep 0.1; done"}, Tty: true},
+	c := r.prepare("shrt-tty", &container.Config{Cmd: []string{"sh", "-c", "trap 'echo term; exit 7' TERM; stty size; while true; do sleep 0.1; done"}, Tty: true},
 		&container.HostConfig{ConsoleSize: [2]uint{30, 100}})
 	conn, err := c.spawned.Attach(AttachFlags{Stdout: true})
 	if err != nil {

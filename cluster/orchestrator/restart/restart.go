@@ -219,9 +219,11 @@ func (r *Supervisor) Restart(tx store.Tx, svc *store.Service, t *store.Task) (*P
 	}
 	nt.DesiredState = swarm.TaskStateReady
 	n := tx.GetNode(t.NodeID)
-	// No restart delay when the node was drained: the user moved the
-	// tasks on purpose.
-	if n == nil || n.Spec.Availability != swarm.NodeAvailabilityDrain {
+	// The restart delay keeps a crashing task from spinning. A task whose
+	// node was drained (the user moved it) or went down (the task did not
+	// fail; its host did) is replaced at once: a lost node should cost no
+	// more than its detection.
+	if n != nil && n.Spec.Availability != swarm.NodeAvailabilityDrain && n.Status.State != swarm.NodeStateDown {
 		p.delay = orchestrator.RestartDelay(t)
 	}
 	// Wait for the old task to stop unless it has, or cannot report it.
