@@ -13,21 +13,26 @@ make --no-print-directory install >/dev/null
 echo "installed: $(command -v shoald) $(command -v shoal) $(command -v shoal-shim)"
 
 shoal lab down >/dev/null 2>&1 || true
-shoal lab up --nodes 3 --managers 1
+shoal lab up --nodes 3 --managers 1 | tee /tmp/shoal-lab-up.txt
 eval "$(shoal lab env node1)"
-registry=$(shoal lab ls --registry 2>/dev/null || echo 10.99.0.1:5000)
+registry=$(awk '/^registry:/ {print $2}' /tmp/shoal-lab-up.txt)
 
 echo
 echo "== deploying the demo service: one demo/hostname task per node, port 8080 on each host"
-shoal service create --name web --mode global \
+shoal service create -d --name web --mode global \
   --publish mode=host,published=8080,target=80 \
   "$registry/demo/hostname:latest"
+for _ in $(seq 1 150); do
+  [ "$(shoal service ls --filter name=web --format '{{.Replicas}}')" = "3/3" ] && break
+  sleep 0.2
+done
+shoal service ls
 shoal service ps web
 echo
 for n in node1 node2 node3; do
-  ip=$(shoal lab ls --ip "$n" 2>/dev/null || true)
+  ip=$(awk -v n="$n" '$1 == n {print $2}' /tmp/shoal-lab-up.txt)
   [ -n "$ip" ] || continue
-  printf '%s answers: ' "$n"
+  printf 'http://%s:8080 (%s) answers: ' "$ip" "$n"
   shoal lab exec node1 -- busybox wget -qO- "http://$ip:8080/" || echo "(no answer)"
 done
 cat <<MSG
