@@ -48,6 +48,7 @@ By default the nodes form a swarm and a registry runs on the bridge.
 		newLabFaultCommand(c, &name, "stop", "Shut nodes down cleanly (daemon, then containers)", (*lab.Lab).Stop),
 		newLabFaultCommand(c, &name, "start", "Boot stopped or killed nodes again, keeping their data", (*lab.Lab).Start),
 		newLabFaultCommand(c, &name, "kill", "Make nodes die at once: SIGKILL to the daemon and everything it runs", (*lab.Lab).Kill),
+		newLabFaultCommand(c, &name, "restart-daemon", "Restart only the nodes' daemons (containers keep running), as an engine upgrade does", (*lab.Lab).RestartDaemon),
 		newLabPartitionCommand(c, &name),
 		newLabHealCommand(c, &name),
 		newLabExecCommand(c, &name),

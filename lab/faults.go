@@ -101,6 +101,40 @@ func (l *Lab) Start(ctx context.Context, node string) error {
 	})
 }
 
+// RestartDaemon restarts only a node's daemon, as an engine upgrade does:
+// SIGTERM (SIGKILL after 15 s), then the same daemon again with the same
+// flags. Containers, shims and the network stay as they are.
+func (l *Lab) RestartDaemon(ctx context.Context, node string) error {
+	mu := l.nodeLock(node)
+	mu.Lock()
+	defer mu.Unlock()
+	ni, st, err := l.nodeInfo(node)
+	if err != nil {
+		return err
+	}
+	pid := l.daemonPid(ni)
+	if pid == 0 {
+		return errdefs.Conflict("%s's daemon is not running: use start", node)
+	}
+	_ = unix.Kill(pid, syscall.SIGTERM)
+	if !waitFor(ctx, 15*time.Second, func() bool { return !alive(pid) }) {
+		_ = unix.Kill(pid, syscall.SIGKILL)
+		waitFor(ctx, 5*time.Second, func() bool { return !alive(pid) })
+	}
+	pid, err = l.startDaemon(ctx, st, &ni, 20*time.Second)
+	if err != nil {
+		return err
+	}
+	return l.update(func(s *State) error {
+		n, err := s.node(node)
+		if err != nil {
+			return err
+		}
+		n.Pid, n.State = pid, StateRunning
+		return nil
+	})
+}
+
 // boot clears a node's volatile state as a reboot would.
 func (l *Lab) boot(ctx context.Context, ni *NodeInfo, st *State) error {
 	if err := killAll(ctx, l.nodeMatcher(*ni)); err != nil {
