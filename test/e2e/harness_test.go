@@ -66,7 +66,7 @@ func build(dir string) error {
 	return nil
 }
 
-func requireE2E(t *testing.T) {
+func requireE2E(t testing.TB) {
 	t.Helper()
 	testutil.RequireRoot(t)
 	testutil.RequireBinary(t, "runc", "nft", "ip")
@@ -83,7 +83,7 @@ func randInt(n int64) int64 {
 // newLab brings up a lab for one test and removes it when the test ends,
 // whatever happened. Names and subnets are random so tests never meet a
 // user's lab or each other.
-func newLab(t *testing.T, opts lab.Options) *lab.Lab {
+func newLab(t testing.TB, opts lab.Options) *lab.Lab {
 	t.Helper()
 	opts.Name = fmt.Sprintf("e%04d", randInt(10000))
 	opts.Subnet = fmt.Sprintf("10.%d.%d.0/24", 200+randInt(50), randInt(250))
@@ -132,17 +132,17 @@ func (r result) String() string {
 
 // cli runs a client binary (shoal or docker) against one node's daemon.
 type cli struct {
-	t    *testing.T
+	t    testing.TB
 	bin  string
 	host string
 	env  []string
 }
 
-func shoalCLI(t *testing.T, n *lab.Node) *cli {
+func shoalCLI(t testing.TB, n *lab.Node) *cli {
 	return &cli{t: t, bin: filepath.Join(binDir, "shoal"), host: n.Host()}
 }
 
-func dockerCLI(t *testing.T, n *lab.Node) *cli {
+func dockerCLI(t testing.TB, n *lab.Node) *cli {
 	testutil.RequireBinary(t, "docker")
 	// A fresh config dir: no user credentials or contexts leak in.
 	return &cli{t: t, bin: "docker", host: n.Host(), env: []string{"DOCKER_CONFIG=" + t.TempDir()}}
@@ -197,7 +197,7 @@ func (c *cli) fails(want string, args ...string) result {
 }
 
 // eventually retries fn until it returns "" or the timeout passes.
-func eventually(t *testing.T, timeout time.Duration, fn func() string) {
+func eventually(t testing.TB, timeout time.Duration, fn func() string) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	wait := 20 * time.Millisecond
