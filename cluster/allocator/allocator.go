@@ -82,30 +82,7 @@ func (a *Allocator) Run(ctx context.Context) error {
 		}
 	}, store.KindTask, store.KindNetwork, store.KindService)
 	defer cancel()
-	for {
-		a.tick(ctx)
-		select {
-		case <-ctx.Done():
-			return nil
-		case ev, ok := <-events:
-			if !ok {
-				return nil
-			}
-			a.handle(ev)
-		}
-		// Take everything already queued before the next round of writes.
-		for drained := false; !drained; {
-			select {
-			case ev, ok := <-events:
-				if !ok {
-					return nil
-				}
-				a.handle(ev)
-			default:
-				drained = true
-			}
-		}
-	}
+	return orchestrator.Loop(ctx, events, a.tick, a.handle)
 }
 
 func (a *Allocator) handle(ev store.Event) {

@@ -254,3 +254,33 @@ func UpdateConfig(spec *swarm.ServiceSpec, rollback bool) swarm.UpdateConfig {
 	}
 	return c
 }
+
+// Loop is the event loop of a leader-only component: tick (write what is
+// due), then wait for the next store event, take it and every event already
+// queued, and tick again, so writes are batched per burst of events. It
+// returns when ctx ends or the watch closes.
+func Loop(ctx context.Context, events <-chan store.Event, tick func(context.Context), handle func(store.Event)) error {
+	for {
+		tick(ctx)
+		select {
+		case <-ctx.Done():
+			return nil
+		case ev, ok := <-events:
+			if !ok {
+				return nil
+			}
+			handle(ev)
+		}
+		for drained := false; !drained; {
+			select {
+			case ev, ok := <-events:
+				if !ok {
+					return nil
+				}
+				handle(ev)
+			default:
+				drained = true
+			}
+		}
+	}
+}

@@ -105,29 +105,7 @@ func (g *Orchestrator) Run(ctx context.Context) error {
 	g.restarts.Recover(mine, func(string) bool { return true })
 	g.restarts.ResumeDelays(mine)
 
-	for {
-		g.tick(ctx)
-		select {
-		case <-ctx.Done():
-			return nil
-		case ev, ok := <-events:
-			if !ok {
-				return nil
-			}
-			g.handle(ev)
-		}
-		for drained := false; !drained; {
-			select {
-			case ev, ok := <-events:
-				if !ok {
-					return nil
-				}
-				g.handle(ev)
-			default:
-				drained = true
-			}
-		}
-	}
+	return orchestrator.Loop(ctx, events, g.tick, g.handle)
 }
 
 func (g *Orchestrator) load(rt store.ReadTx) {

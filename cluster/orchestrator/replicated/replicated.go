@@ -95,29 +95,7 @@ func (o *Orchestrator) Run(ctx context.Context) error {
 	o.restarts.Recover(mine, func(string) bool { return false })
 	o.restarts.ResumeDelays(mine)
 
-	for {
-		o.tick(ctx)
-		select {
-		case <-ctx.Done():
-			return nil
-		case ev, ok := <-events:
-			if !ok {
-				return nil
-			}
-			o.handle(ev)
-		}
-		for drained := false; !drained; {
-			select {
-			case ev, ok := <-events:
-				if !ok {
-					return nil
-				}
-				o.handle(ev)
-			default:
-				drained = true
-			}
-		}
-	}
+	return orchestrator.Loop(ctx, events, o.tick, o.handle)
 }
 
 // init queues everything a previous leader may have left unfinished.
