@@ -17,12 +17,15 @@ import (
 	"sync"
 	"time"
 
+	"github.com/moby/moby/api/types/swarm"
+
 	"github.com/shoal/shoal/api"
 	"github.com/shoal/shoal/cluster"
 	"github.com/shoal/shoal/cluster/pipeline"
 	"github.com/shoal/shoal/engine/container"
 	"github.com/shoal/shoal/engine/image"
 	"github.com/shoal/shoal/network/bridge"
+	"github.com/shoal/shoal/network/ingress"
 	"github.com/shoal/shoal/version"
 )
 
@@ -38,6 +41,9 @@ type Config struct {
 	Bridge             string   // --bridge (name of the node bridge)
 	BIP                string   // --bip (bridge gateway CIDR)
 	NftTable           string   // --nft-table
+	// IngressNftTable is --ingress-nft-table: the nftables table (family
+	// ip) of the node's share of the swarm routing mesh.
+	IngressNftTable string
 	// SwarmDefaultAdvertiseAddr is --swarm-default-advertise-addr: the
 	// advertise address of swarm init/join when the request names none.
 	SwarmDefaultAdvertiseAddr string
@@ -70,6 +76,9 @@ func (c *Config) Defaults() {
 	if c.NftTable == "" {
 		c.NftTable = "shoal"
 	}
+	if c.IngressNftTable == "" {
+		c.IngressNftTable = ingress.DefaultTable
+	}
 }
 
 // Daemon is a running node.
@@ -78,6 +87,7 @@ type Daemon struct {
 	log        *slog.Logger
 	images     *image.Store
 	network    *bridge.Manager
+	mesh       *ingress.Mesh
 	containers *container.Service
 	cluster    *cluster.Cluster
 	api        *api.Server
@@ -118,6 +128,14 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Daemon, error) {
 	if err != nil {
 		return nil, fmt.Errorf("network: %w", err)
 	}
+	// --- the node's share of the swarm routing mesh (network/ingress):
+	// the swarm agent programs it; it outlives swarm membership changes.
+	// Made before containers start, so the published ports it held before
+	// a restart are its again first.
+	d.mesh, err = ingress.New(ingress.Config{Table: cfg.IngressNftTable, Log: log.With("component", "ingress")})
+	if err != nil {
+		return nil, fmt.Errorf("ingress: %w", err)
+	}
 	// --- containers (engine/container)
 	d.containers, err = container.NewService(container.Config{
 		Root:         filepath.Join(cfg.DataRoot, "containers"),
@@ -149,18 +167,25 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Daemon, error) {
 		SkipInterfaces:       []string{cfg.Bridge},
 		Components:           pipeline.Components(log),
 		Dispatcher:           pipeline.Dispatcher(),
-		NewAgent:             pipeline.Agent(d.containers, d.images, cfg.ExecRoot),
+		NewAgent:             pipeline.Agent(d.containers, d.images, cfg.ExecRoot, d.mesh),
 		Log:                  log.With("component", "cluster"),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("cluster: %w", err)
+	}
+	if d.cluster.State() == string(swarm.LocalNodeStateInactive) {
+		// Not in a swarm: a mesh table left behind (a crash while
+		// leaving) must not keep forwarding.
+		if err := d.mesh.Remove(); err != nil {
+			log.Warn("removing a stale routing mesh table", "err", err)
+		}
 	}
 
 	d.api = api.New(api.Backends{
 		System:     d,
 		Containers: d.containers,
 		Images:     d.images,
-		Swarm:      d.cluster,
+		Swarm:      swarmBackend{d.cluster, d.mesh, log},
 		Services:   d.cluster,
 		Secrets:    d.cluster,
 		Networks:   d.network,
@@ -218,6 +243,11 @@ func (d *Daemon) Shutdown(ctx context.Context) error {
 	if d.containers != nil {
 		_ = d.containers.Close()
 	}
+	if d.mesh != nil {
+		// Releases sockets only: the table keeps forwarding until the
+		// next daemon rebuilds it.
+		_ = d.mesh.Close()
+	}
 	if d.network != nil {
 		// Releases sockets only: containers keep their network.
 		_ = d.network.Close()
@@ -229,6 +259,25 @@ func (d *Daemon) Shutdown(ctx context.Context) error {
 	}
 	_ = os.Remove(d.cfg.Pidfile)
 	d.log.Info("shut down")
+	return nil
+}
+
+// swarmBackend is the cluster with one addition: a node that left the
+// swarm no longer answers for the swarm's published ports. (A daemon that
+// merely stops keeps its mesh table, as containers keep running.)
+type swarmBackend struct {
+	*cluster.Cluster
+	mesh *ingress.Mesh
+	log  *slog.Logger
+}
+
+func (s swarmBackend) Leave(ctx context.Context, force bool) error {
+	if err := s.Cluster.Leave(ctx, force); err != nil {
+		return err
+	}
+	if err := s.mesh.Remove(); err != nil {
+		s.log.Warn("left the swarm, but could not remove the routing mesh table", "err", err)
+	}
 	return nil
 }
 

@@ -66,7 +66,11 @@ type Config struct {
 	// PayloadDir holds the secret and config files of running tasks; put
 	// it on a tmpfs (e.g. /run/shoal/swarm/payloads).
 	PayloadDir string
-	Log        *slog.Logger
+	// Ingress programs the node's share of the routing mesh from the
+	// table the sessions send. Nil: the node takes no part in it (its
+	// tasks still publish their ingress ports for the other nodes).
+	Ingress Ingress
+	Log     *slog.Logger
 
 	// OnManagers is told the manager list whenever the session sends a
 	// new one (to persist it for the next start).
@@ -92,6 +96,7 @@ type Agent struct {
 	log  *slog.Logger
 	exec *exec.Executor
 	rep  *reporter
+	ing  *ingressState
 
 	mu        sync.Mutex
 	managers  []string // learned from the session
@@ -127,15 +132,16 @@ func New(cfg Config) *Agent {
 	if cfg.ReportDelay <= 0 {
 		cfg.ReportDelay = 50 * time.Millisecond
 	}
-	a := &Agent{cfg: cfg, log: cfg.Log.With("component", "agent", "node", cfg.NodeID), rep: newReporter()}
+	a := &Agent{cfg: cfg, log: cfg.Log.With("component", "agent", "node", cfg.NodeID), rep: newReporter(), ing: newIngressState()}
 	a.exec = exec.New(exec.Config{
-		Engine:     cfg.Engine,
-		Images:     cfg.Images,
-		Node:       cfg.Description,
-		Report:     a.rep.add,
-		Log:        cfg.Log,
-		RetryDelay: cfg.RetryDelay,
-		PayloadDir: cfg.PayloadDir,
+		Engine:       cfg.Engine,
+		Images:       cfg.Images,
+		Node:         cfg.Description,
+		Report:       a.rep.add,
+		Log:          cfg.Log,
+		RetryDelay:   cfg.RetryDelay,
+		PayloadDir:   cfg.PayloadDir,
+		IngressOwner: a.ing.owner,
 	})
 	return a
 }
@@ -156,6 +162,15 @@ func (a *Agent) Run(ctx context.Context) error {
 		backoff = min(backoff*2, a.cfg.BackoffMax)
 	}
 	defer a.exec.Wait()
+	if a.cfg.Ingress != nil {
+		ictx, stop := context.WithCancel(ctx)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			a.ingressLoop(ictx)
+		}()
+		defer func() { stop(); <-done }()
+	}
 
 	backoff = a.cfg.BackoffMin
 	redirects := 0
@@ -198,6 +213,22 @@ func (a *Agent) Connected() string {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return a.connected
+}
+
+// IngressTable returns the routing mesh's table as the sessions sent it,
+// sorted (for tests and diagnostics).
+func (a *Agent) IngressTable() []wire.IngressPort {
+	ports, _, _ := a.ing.snapshot()
+	slices.SortFunc(ports, func(x, y wire.IngressPort) int {
+		if x.Protocol != y.Protocol {
+			if x.Protocol < y.Protocol {
+				return -1
+			}
+			return 1
+		}
+		return int(x.PublishedPort) - int(y.PublishedPort)
+	})
+	return ports
 }
 
 // Statuses returns what the executor knows of each task.

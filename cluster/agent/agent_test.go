@@ -166,11 +166,11 @@ type node struct {
 	notices []agent.Notice
 }
 
-func startAgent(t *testing.T, id string, client *http.Client, scheme string, managers []string, eng *exectest.Engine, img *exectest.Images) *node {
+func startAgent(t *testing.T, id string, client *http.Client, scheme string, managers []string, eng *exectest.Engine, img *exectest.Images, mods ...func(*agent.Config)) *node {
 	t.Helper()
 	n := &node{eng: eng, img: img, done: make(chan struct{})}
 	client.Transport = asNode{id: id, next: client.Transport}
-	n.a = agent.New(agent.Config{
+	cfg := agent.Config{
 		NodeID:      id,
 		Client:      client,
 		Scheme:      scheme,
@@ -185,7 +185,11 @@ func startAgent(t *testing.T, id string, client *http.Client, scheme string, man
 		BackoffMax:  50 * time.Millisecond,
 		ReportDelay: 5 * time.Millisecond,
 		RetryDelay:  10 * time.Millisecond,
-	})
+	}
+	for _, m := range mods {
+		m(&cfg)
+	}
+	n.a = agent.New(cfg)
 	ctx, cancel := context.WithCancel(context.Background())
 	n.cancel = cancel
 	go func() {

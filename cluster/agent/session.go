@@ -118,8 +118,8 @@ func (a *Agent) session(ctx context.Context, addr string) (established bool, err
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		err := readError(resp)
-		if errdefs.IsNotFound(err) && a.cfg.OnNotice != nil {
-			a.cfg.OnNotice(wire.Notice{Kind: wire.NoticeNodeRemoved, Message: err.Error()})
+		if errdefs.IsNotFound(err) {
+			a.nodeRemoved(wire.Notice{Kind: wire.NoticeNodeRemoved, Message: err.Error()})
 		}
 		return false, err
 	}
@@ -209,8 +209,14 @@ func (a *Agent) handle(m wire.Message, period *atomic.Int64, pubs *publishers) e
 		}
 		return a.exec.Apply(as)
 	case wire.MsgNotice:
-		if m.Notice != nil && a.cfg.OnNotice != nil {
+		if m.Notice != nil && m.Notice.Kind == wire.NoticeNodeRemoved {
+			a.nodeRemoved(*m.Notice)
+		} else if m.Notice != nil && a.cfg.OnNotice != nil {
 			a.cfg.OnNotice(*m.Notice)
+		}
+	case wire.MsgIngress:
+		if m.Ingress != nil {
+			a.ing.apply(*m.Ingress)
 		}
 	case wire.MsgLogs:
 		if m.Logs != nil {
@@ -218,6 +224,15 @@ func (a *Agent) handle(m wire.Message, period *atomic.Int64, pubs *publishers) e
 		}
 	}
 	return nil
+}
+
+// nodeRemoved: the cluster no longer knows this node, so it no longer
+// answers for the cluster's published ports.
+func (a *Agent) nodeRemoved(n wire.Notice) {
+	a.ing.reset()
+	if a.cfg.OnNotice != nil {
+		a.cfg.OnNotice(n)
+	}
 }
 
 // heartbeat keeps the session alive; a failed heartbeat ends the session.

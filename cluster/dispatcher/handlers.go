@@ -140,7 +140,13 @@ func (d *Dispatcher) handleSession(w http.ResponseWriter, r *http.Request) {
 				return false
 			}
 		}
-		return rc.Flush() == nil
+		if rc.Flush() != nil {
+			return false
+		}
+		// The deadline bounds this write only: left armed, it would
+		// reset an idle stream (HTTP/2 does) 30 s later.
+		_ = rc.SetWriteDeadline(time.Time{})
+		return true
 	}
 	if !send(res.initial) {
 		return

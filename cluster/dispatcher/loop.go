@@ -23,9 +23,11 @@ type loop struct {
 	services map[string]*store.Service
 	tasks    map[string]*store.Task            // tasks with a node
 	byNode   map[string]map[string]*store.Task // node ID → task ID → task
+	bySvc    map[string]map[string]*store.Task // service ID → task ID → task (tasks with a node)
 	secrets  map[string]*store.Secret
 	configs  map[string]*store.Config
 	cluster  *store.Cluster
+	ingress  *ingressTable
 }
 
 func newLoop(d *Dispatcher) *loop { return &loop{d: d} }
@@ -36,11 +38,16 @@ func (l *loop) load(rt store.ReadTx) {
 	l.services = map[string]*store.Service{}
 	l.tasks = map[string]*store.Task{}
 	l.byNode = map[string]map[string]*store.Task{}
+	l.bySvc = map[string]map[string]*store.Task{}
+	l.ingress = newIngressTable()
 	for _, n := range rt.FindNodes(store.All()) {
 		l.nodes[n.ID] = n
 	}
 	for _, s := range rt.FindServices(store.All()) {
 		l.services[s.ID] = s
+		if len(ingressPorts(s)) > 0 {
+			l.ingress.mark(s.ID)
+		}
 	}
 	l.secrets = map[string]*store.Secret{}
 	for _, s := range rt.FindSecrets(store.All()) {
@@ -67,6 +74,12 @@ func (l *loop) putTask(t *store.Task) {
 		l.byNode[t.NodeID] = m
 	}
 	m[t.ID] = t
+	ms := l.bySvc[t.ServiceID]
+	if ms == nil {
+		ms = map[string]*store.Task{}
+		l.bySvc[t.ServiceID] = ms
+	}
+	ms[t.ID] = t
 }
 
 func (l *loop) dropTask(t *store.Task) {
@@ -75,6 +88,12 @@ func (l *loop) dropTask(t *store.Task) {
 		delete(m, t.ID)
 		if len(m) == 0 {
 			delete(l.byNode, t.NodeID)
+		}
+	}
+	if m := l.bySvc[t.ServiceID]; m != nil {
+		delete(m, t.ID)
+		if len(m) == 0 {
+			delete(l.bySvc, t.ServiceID)
 		}
 	}
 }
@@ -129,6 +148,7 @@ func (l *loop) run(ctx context.Context, events <-chan store.Event, regs <-chan *
 			if l.d.cfg.Managers != nil {
 				l.setManagers(l.d.cfg.Managers())
 			}
+			l.flushIngress()
 		}
 	}
 }
@@ -153,10 +173,14 @@ func (l *loop) handle(ev store.Event) {
 	case store.KindNode:
 		l.nodeEvent(ev)
 	case store.KindService:
+		id := ev.Object.GetID()
+		if len(ingressPorts(l.services[id])) > 0 || len(ingressPorts(ev.Object.(*store.Service))) > 0 {
+			l.ingress.mark(id)
+		}
 		if ev.Op == store.OpDelete {
-			delete(l.services, ev.Object.GetID())
+			delete(l.services, id)
 		} else {
-			l.services[ev.Object.GetID()] = ev.Object.(*store.Service)
+			l.services[id] = ev.Object.(*store.Service)
 		}
 	case store.KindSecret:
 		if ev.Op == store.OpDelete {
@@ -187,12 +211,18 @@ func (l *loop) taskEvent(ev store.Event) {
 		if cached == nil {
 			return
 		}
+		if serving(cached) {
+			l.ingress.mark(cached.ServiceID)
+		}
 		l.dropTask(cached)
 		l.withSession(cached.NodeID, func(s *session) { s.remove(t.ID) })
 		return
 	}
 	if cached != nil && cached.Meta.Version.Index >= t.Meta.Version.Index {
 		return // already seen (events overlapping a reload)
+	}
+	if ingressChanged(cached, t) {
+		l.ingress.mark(t.ServiceID)
 	}
 	if cached != nil {
 		l.dropTask(cached)
@@ -209,6 +239,13 @@ func (l *loop) taskEvent(ev store.Event) {
 func (l *loop) nodeEvent(ev store.Event) {
 	n := ev.Object.(*store.Node)
 	id := n.ID
+	if old := l.nodes[id]; ev.Op == store.OpDelete || old == nil || nodeIngressChanged(old, n) {
+		for _, t := range l.byNode[id] {
+			if serving(t) {
+				l.ingress.mark(t.ServiceID)
+			}
+		}
+	}
 	if ev.Op == store.OpDelete {
 		delete(l.nodes, id)
 		l.d.mu.Lock()
@@ -356,6 +393,10 @@ func (l *loop) register(r *regReq) {
 		r.reply <- regResult{err: errdefs.NotFound("node %s not found", r.nodeID)}
 		return
 	}
+	// Bring the routing mesh's table up to date before the session joins
+	// the others: its full table and the increments queued to it later
+	// must line up.
+	l.flushIngress()
 	d := l.d
 	s := newSession(r.nodeID)
 	full := make([]wire.Assignment, 0, len(l.byNode[r.nodeID]))
@@ -392,7 +433,22 @@ func (l *loop) register(r *regReq) {
 		initial = append(initial, wire.Message{Type: wire.MsgNotice, Notice: n})
 	}
 	initial = append(initial, wire.Message{Type: wire.MsgAssignments, Assignments: &wire.Assignments{Full: true, Tasks: full}})
+	initial = append(initial, wire.Message{Type: wire.MsgIngress, Ingress: &wire.Ingress{Full: true, Ports: l.ingress.full()}})
 	r.reply <- regResult{s: s, initial: initial}
+}
+
+// flushIngress recomputes the routing mesh's table where it may have
+// changed and queues the changes to every session.
+func (l *loop) flushIngress() {
+	changed, removed := l.ingress.flush(l.services, l.bySvc, l.nodes)
+	if len(changed) == 0 && len(removed) == 0 {
+		return
+	}
+	l.d.mu.Lock()
+	defer l.d.mu.Unlock()
+	for _, s := range l.d.sessions {
+		s.queueIngress(changed, removed)
+	}
 }
 
 // roleNotice tells a node its certificate's role is not its desired role.

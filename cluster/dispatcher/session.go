@@ -27,7 +27,8 @@ type session struct {
 	pending  map[string]*wire.Assignment // changed tasks; nil value = removed
 	info     *wire.Message               // pending MsgSession
 	notices  []wire.Notice
-	logs     []wire.LogsRequest // log subscription starts and stops
+	logs     []wire.LogsRequest                    // log subscription starts and stops
+	ingress  map[wire.IngressKey]*wire.IngressPort // changed ports; nil value = removed
 	lastNode *store.Node
 	lastRole swarm.NodeRole // role of the last role-changed notice
 
@@ -44,6 +45,7 @@ func newSession(nodeID string) *session {
 		nodeID:  nodeID,
 		sent:    map[string]*store.Task{},
 		pending: map[string]*wire.Assignment{},
+		ingress: map[wire.IngressKey]*wire.IngressPort{},
 		notify:  make(chan struct{}, 1),
 		done:    make(chan struct{}),
 	}
@@ -154,6 +156,20 @@ func (s *session) cancelLogs(id string) {
 	s.signal()
 }
 
+// queueIngress queues routing mesh changes; a later change of a port
+// replaces an unsent one.
+func (s *session) queueIngress(changed []wire.IngressPort, removed []wire.IngressKey) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := range changed {
+		s.ingress[changed[i].IngressKey] = &changed[i]
+	}
+	for _, k := range removed {
+		s.ingress[k] = nil
+	}
+	s.signal()
+}
+
 // drain takes everything queued, as messages in the order the agent
 // should apply them.
 func (s *session) drain() []wire.Message {
@@ -181,6 +197,20 @@ func (s *session) drain() []wire.Message {
 		slices.SortFunc(as.Tasks, func(a, b wire.Assignment) int { return strings.Compare(a.Task.ID, b.Task.ID) })
 		s.pending = map[string]*wire.Assignment{}
 		out = append(out, wire.Message{Type: wire.MsgAssignments, Assignments: as})
+	}
+	if len(s.ingress) > 0 {
+		in := &wire.Ingress{}
+		for k, p := range s.ingress {
+			if p == nil {
+				in.Removed = append(in.Removed, k)
+			} else {
+				in.Ports = append(in.Ports, *p)
+			}
+		}
+		slices.SortFunc(in.Removed, compareKeys)
+		slices.SortFunc(in.Ports, func(a, b wire.IngressPort) int { return compareKeys(a.IngressKey, b.IngressKey) })
+		s.ingress = map[wire.IngressKey]*wire.IngressPort{}
+		out = append(out, wire.Message{Type: wire.MsgIngress, Ingress: in})
 	}
 	for i := range s.logs {
 		out = append(out, wire.Message{Type: wire.MsgLogs, Logs: &s.logs[i]})

@@ -27,6 +27,7 @@ import (
 	"github.com/shoal/shoal/cluster/store"
 	"github.com/shoal/shoal/engine/container"
 	"github.com/shoal/shoal/engine/image"
+	"github.com/shoal/shoal/network/ingress"
 )
 
 // Components returns the leader-only stages, built afresh each time this
@@ -97,9 +98,15 @@ func (d *Dispatch) Logs(ctx context.Context, client *http.Client, serviceRef, ta
 }
 
 // Agent builds the node's agent, running tasks on the local engine. Secret
-// and config files go under execRoot (a tmpfs on real hosts).
-func Agent(containers *container.Service, images *image.Store, execRoot string) func(cluster.AgentConfig) (manager.Component, error) {
+// and config files go under execRoot (a tmpfs on real hosts). mesh is the
+// node's share of the ingress routing mesh (nil: the node forwards none of
+// it); it outlives agents, which come and go with swarm membership.
+func Agent(containers *container.Service, images *image.Store, execRoot string, mesh *ingress.Mesh) func(cluster.AgentConfig) (manager.Component, error) {
 	return func(c cluster.AgentConfig) (manager.Component, error) {
+		var in agent.Ingress
+		if mesh != nil {
+			in = mesh
+		}
 		return agent.New(agent.Config{
 			NodeID:      c.NodeID,
 			Client:      c.Client,
@@ -110,6 +117,7 @@ func Agent(containers *container.Service, images *image.Store, execRoot string) 
 			Images:      agent.NewImages(images),
 			Logs:        agent.NewLogSource(containers),
 			PayloadDir:  filepath.Join(execRoot, "swarm", "payloads"),
+			Ingress:     in,
 			Log:         c.Log,
 		}), nil
 	}

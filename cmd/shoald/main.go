@@ -51,6 +51,7 @@ func main() {
 	f.StringVarP(&cfg.Bridge, "bridge", "b", "shoal0", "Name of the node bridge for plain containers")
 	f.StringVar(&cfg.BIP, "bip", "172.18.0.1/16", "Gateway address and prefix of the node bridge")
 	f.StringVar(&cfg.NftTable, "nft-table", "shoal", "nftables table the daemon owns")
+	f.StringVar(&cfg.IngressNftTable, "ingress-nft-table", "shoal_ingress", "nftables table of the node's share of the swarm routing mesh")
 	f.StringVar(&cfg.SwarmDefaultAdvertiseAddr, "swarm-default-advertise-addr", "", "Set default address or interface for swarm advertised address")
 	f.BoolVarP(&cfg.Debug, "debug", "D", false, "Enable debug logging")
 	if err := cmd.Execute(); err != nil {

@@ -339,13 +339,13 @@ func translateMounts(tc *templateContext, in []mount.Mount) ([]mount.Mount, erro
 	return out, nil
 }
 
-// hostPorts binds the host-mode published ports (ingress ones are the
-// routing mesh's business).
+// hostPorts publishes the service's ports on the node: host-mode ones on
+// their published port (or an ephemeral one when it is 0), and the target
+// port of each ingress one on an ephemeral port the routing mesh sends
+// that task's share of the traffic to (reported in PortStatus).
 func hostPorts(ports []swarm.PortConfig, cfg *container.Config, hc *container.HostConfig) error {
+	ingress := map[network.Port]bool{}
 	for _, p := range ports {
-		if p.PublishMode != swarm.PortConfigPublishModeHost {
-			continue
-		}
 		proto := p.Protocol
 		if proto == "" {
 			proto = network.TCP
@@ -357,18 +357,106 @@ func hostPorts(ports []swarm.PortConfig, cfg *container.Config, hc *container.Ho
 		if !ok {
 			return errdefs.InvalidParameter("invalid port protocol %q", proto)
 		}
+		b := network.PortBinding{}
+		switch p.PublishMode {
+		case swarm.PortConfigPublishModeHost:
+			if p.PublishedPort != 0 {
+				b.HostPort = strconv.Itoa(int(p.PublishedPort))
+			}
+		case swarm.PortConfigPublishModeIngress, "":
+			if proto != network.TCP && proto != network.UDP {
+				return errdefs.InvalidParameter("ingress port %d/%s: the routing mesh carries only tcp and udp", p.PublishedPort, proto)
+			}
+			// One node port per target, however many published ports
+			// lead to it.
+			if ingress[port] {
+				continue
+			}
+			ingress[port] = true
+		default:
+			return errdefs.InvalidParameter("invalid publish mode %q", p.PublishMode)
+		}
 		if cfg.ExposedPorts == nil {
 			cfg.ExposedPorts = network.PortSet{}
 			hc.PortBindings = network.PortMap{}
 		}
 		cfg.ExposedPorts[port] = struct{}{}
-		b := network.PortBinding{}
-		if p.PublishedPort != 0 {
-			b.HostPort = strconv.Itoa(int(p.PublishedPort))
-		}
 		hc.PortBindings[port] = append(hc.PortBindings[port], b)
 	}
 	return nil
+}
+
+// IngressOwner tells which service publishes proto/port through the
+// routing mesh, if any.
+type IngressOwner func(proto string, port uint32) (service string, ok bool)
+
+// checkHostPorts refuses host-mode ports the routing mesh holds cluster-wide:
+// the node reserves them, so the container could not bind them anyway, and
+// this says why.
+func checkHostPorts(ports []swarm.PortConfig, owner IngressOwner) error {
+	if owner == nil {
+		return nil
+	}
+	for _, p := range ports {
+		if p.PublishMode != swarm.PortConfigPublishModeHost || p.PublishedPort == 0 {
+			continue
+		}
+		proto := string(p.Protocol)
+		if proto == "" {
+			proto = string(network.TCP)
+		}
+		if svc, ok := owner(proto, p.PublishedPort); ok {
+			return errdefs.Conflict("host-mode port %d/%s is already published through the ingress routing mesh by service %s", p.PublishedPort, proto, svc)
+		}
+	}
+	return nil
+}
+
+// publishedPorts is what a running task reports in Status.PortStatus, from
+// the ports its container was actually given: host-mode ports as docker
+// reports them, ingress ones with PublishedPort the node-local port the
+// routing mesh forwards to (PublishMode stays ingress, which tells them
+// apart).
+func publishedPorts(ports []swarm.PortConfig, actual network.PortMap) []swarm.PortConfig {
+	var out []swarm.PortConfig
+	seen := map[network.Port]bool{}
+	for _, p := range ports {
+		proto := p.Protocol
+		if proto == "" {
+			proto = network.TCP
+		}
+		port, ok := network.PortFrom(uint16(p.TargetPort), proto)
+		if !ok {
+			continue
+		}
+		host := uint32(0)
+		for _, b := range actual[port] {
+			if n, err := strconv.ParseUint(b.HostPort, 10, 16); err == nil && n != 0 {
+				if p.PublishMode != swarm.PortConfigPublishModeHost || p.PublishedPort == 0 || uint32(n) == p.PublishedPort {
+					host = uint32(n)
+					break
+				}
+			}
+		}
+		switch p.PublishMode {
+		case swarm.PortConfigPublishModeHost:
+			if host == 0 {
+				host = p.PublishedPort
+			}
+			if host != 0 {
+				p.PublishedPort = host
+				out = append(out, p)
+			}
+		case swarm.PortConfigPublishModeIngress, "":
+			if host == 0 || seen[port] {
+				continue
+			}
+			seen[port] = true
+			out = append(out, swarm.PortConfig{Name: p.Name, Protocol: proto, TargetPort: p.TargetPort,
+				PublishedPort: host, PublishMode: swarm.PortConfigPublishModeIngress})
+		}
+	}
+	return out
 }
 
 // exitError is docker's text for a task whose container failed.

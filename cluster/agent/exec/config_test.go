@@ -171,19 +171,27 @@ func TestTranslate(t *testing.T) {
 				t.Errorf("security opts = %v", h.SecurityOpt)
 			}
 		}},
-		{"host-mode ports bound, ingress ones not", func(a *wire.Assignment) {
+		{"host-mode ports bound, ingress targets on ephemeral node ports", func(a *wire.Assignment) {
 			a.Service.Ports = []swarm.PortConfig{
 				{Protocol: "tcp", TargetPort: 80, PublishedPort: 8080, PublishMode: swarm.PortConfigPublishModeHost},
 				{Protocol: "udp", TargetPort: 53, PublishMode: swarm.PortConfigPublishModeHost},
 				{Protocol: "tcp", TargetPort: 443, PublishedPort: 443, PublishMode: swarm.PortConfigPublishModeIngress},
+				// A second published port to the same target shares its node port.
+				{Protocol: "tcp", TargetPort: 443, PublishedPort: 8443, PublishMode: swarm.PortConfigPublishModeIngress},
+				{Protocol: "udp", TargetPort: 443, PublishedPort: 443, PublishMode: swarm.PortConfigPublishModeIngress},
 			}
 		}, func(t *testing.T, s *exec.Spec) {
 			pb := s.HostConfig.PortBindings
-			p80, p53 := network.MustParsePort("80/tcp"), network.MustParsePort("53/udp")
-			if len(pb) != 2 || pb[p80][0].HostPort != "8080" || pb[p53][0].HostPort != "" {
+			want := network.PortMap{
+				network.MustParsePort("80/tcp"):  {{HostPort: "8080"}},
+				network.MustParsePort("53/udp"):  {{}},
+				network.MustParsePort("443/tcp"): {{}},
+				network.MustParsePort("443/udp"): {{}},
+			}
+			if !reflect.DeepEqual(pb, want) {
 				t.Errorf("port bindings = %v", pb)
 			}
-			if _, ok := s.Config.ExposedPorts[p80]; !ok || len(s.Config.ExposedPorts) != 2 {
+			if len(s.Config.ExposedPorts) != 4 {
 				t.Errorf("exposed = %v", s.Config.ExposedPorts)
 			}
 		}},
@@ -221,6 +229,12 @@ func TestTranslateRejects(t *testing.T) {
 			a.Task.Spec.ContainerSpec.Mounts = []mount.Mount{{Type: mount.TypeNamedPipe, Source: "s", Target: "/x"}}
 		}},
 		{"bad hosts entry", func(a *wire.Assignment) { a.Task.Spec.ContainerSpec.Hosts = []string{"justone"} }},
+		{"sctp through the routing mesh", func(a *wire.Assignment) {
+			a.Service.Ports = []swarm.PortConfig{{Protocol: "sctp", TargetPort: 9, PublishedPort: 9, PublishMode: swarm.PortConfigPublishModeIngress}}
+		}},
+		{"unknown publish mode", func(a *wire.Assignment) {
+			a.Service.Ports = []swarm.PortConfig{{Protocol: "tcp", TargetPort: 9, PublishedPort: 9, PublishMode: "bogus"}}
+		}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

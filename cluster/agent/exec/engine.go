@@ -8,6 +8,7 @@ package exec
 import (
 	"context"
 	"io"
+	"net/netip"
 
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/network"
@@ -45,6 +46,10 @@ type Container struct {
 	ExitCode int
 	// Error is the engine's reason a container failed to run, if any.
 	Error string
+	// IP is the container's address on the node bridge, Ports the host
+	// ports it publishes (Inspect only, while running).
+	IP    netip.Addr
+	Ports network.PortMap
 }
 
 // Event is a container event.

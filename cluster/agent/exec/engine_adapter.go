@@ -52,6 +52,15 @@ func (c containerService) Inspect(ctx context.Context, id string) (Container, er
 	if st := r.State; st != nil {
 		out.Status, out.Running, out.Pid, out.ExitCode, out.Error = st.Status, st.Running, st.Pid, st.ExitCode, st.Error
 	}
+	if ns := r.NetworkSettings; ns != nil {
+		out.Ports = ns.Ports
+		for _, ep := range ns.Networks {
+			if ep != nil && ep.IPAddress.IsValid() {
+				out.IP = ep.IPAddress
+				break
+			}
+		}
+	}
 	return out, nil
 }
 

@@ -3,6 +3,7 @@ package exec
 import (
 	"context"
 	"log/slog"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -29,6 +30,10 @@ type Config struct {
 	// containers; put it on a tmpfs (e.g. /run/shoal/swarm/payloads).
 	// Empty: tasks that use secrets or configs are rejected.
 	PayloadDir string
+	// IngressOwner names the service holding an ingress published port
+	// (the routing mesh's table); tasks asking for it in host mode are
+	// rejected. Nil: no check.
+	IngressOwner IngressOwner
 }
 
 // Executor runs the tasks assigned to this node. One goroutine per task
@@ -217,6 +222,31 @@ func (e *Executor) Apply(as wire.Assignments) error {
 		}
 	}
 	return nil
+}
+
+// TaskAddr is the bridge address of a task's running container: where the
+// routing mesh sends this node's share of the task's traffic.
+func (e *Executor) TaskAddr(ctx context.Context, taskID string) (netip.Addr, error) {
+	e.mu.Lock()
+	r := e.runners[taskID]
+	e.mu.Unlock()
+	if r == nil {
+		return netip.Addr{}, errdefs.NotFound("task %s does not run on this node", taskID)
+	}
+	r.mu.Lock()
+	cid := r.containerID
+	r.mu.Unlock()
+	if cid == "" {
+		return netip.Addr{}, errdefs.NotFound("task %s has no container yet", taskID)
+	}
+	c, err := e.cfg.Engine.Inspect(ctx, cid)
+	if err != nil {
+		return netip.Addr{}, err
+	}
+	if !c.Running || !c.IP.IsValid() {
+		return netip.Addr{}, errdefs.NotFound("container %s of task %s is not running on the bridge", cid, taskID)
+	}
+	return c.IP, nil
 }
 
 // Statuses returns the status of every task the executor runs.

@@ -7,16 +7,19 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/network"
 	"github.com/moby/moby/api/types/swarm"
 
 	"github.com/shoal/shoal/cluster/agent/exec"
 	"github.com/shoal/shoal/cluster/agent/exec/exectest"
 	"github.com/shoal/shoal/cluster/dispatcher/wire"
+	"github.com/shoal/shoal/errdefs"
 	"github.com/shoal/shoal/internal/testutil"
 )
 
@@ -34,17 +37,21 @@ type harness struct {
 	reports map[string][]swarm.TaskStatus
 }
 
-func newHarness(t *testing.T, eng *exectest.Engine, img *exectest.Images) *harness {
+func newHarness(t *testing.T, eng *exectest.Engine, img *exectest.Images, mods ...func(*exec.Config)) *harness {
 	t.Helper()
 	h := &harness{t: t, eng: eng, img: img, reports: map[string][]swarm.TaskStatus{}}
-	h.ex = exec.New(exec.Config{
+	cfg := exec.Config{
 		Engine:     eng,
 		Images:     img,
 		Node:       func() swarm.NodeDescription { return node },
 		Report:     h.report,
 		RetryDelay: 10 * time.Millisecond,
 		Log:        quiet(),
-	})
+	}
+	for _, m := range mods {
+		m(&cfg)
+	}
+	h.ex = exec.New(cfg)
 	ctx, cancel := context.WithCancel(context.Background())
 	if err := h.ex.Start(ctx); err != nil {
 		t.Fatal(err)
@@ -395,4 +402,77 @@ func TestSecretsAndConfigs(t *testing.T) {
 	eng.Exit(c.ID, 0)
 	h.waitState("task1", swarm.TaskStateComplete)
 	testutil.Eventually(t, wait, func() bool { _, err := os.Stat(filepath.Join(dir, "task1")); return os.IsNotExist(err) }, "payloads of a finished task kept")
+}
+
+// TestPublishedPortsReported: a running task reports the node ports its
+// container got, ingress ones with mode ingress and the ephemeral node
+// port the routing mesh forwards to; TaskAddr gives the container's
+// address for the local share of that traffic.
+func TestPublishedPortsReported(t *testing.T) {
+	h := newHarness(t, exectest.NewEngine(), exectest.NewImages("busybox:latest"))
+	h.apply(true, assignment(func(a *wire.Assignment) {
+		a.Service.Ports = []swarm.PortConfig{
+			{Protocol: "tcp", TargetPort: 80, PublishedPort: 8080, PublishMode: swarm.PortConfigPublishModeIngress},
+			{Protocol: "tcp", TargetPort: 80, PublishedPort: 8081, PublishMode: swarm.PortConfigPublishModeIngress},
+			{Protocol: "udp", TargetPort: 53, PublishedPort: 5353, PublishMode: swarm.PortConfigPublishModeIngress},
+			{Protocol: "tcp", TargetPort: 22, PublishedPort: 2222, PublishMode: swarm.PortConfigPublishModeHost},
+			{Protocol: "tcp", TargetPort: 23, PublishMode: swarm.PortConfigPublishModeHost},
+		}
+	}))
+	run := h.waitState("task1", swarm.TaskStateRunning)
+	c := h.container("task1")
+	hostPort := func(p string) uint32 {
+		t.Helper()
+		bs := c.Ports[network.MustParsePort(p)]
+		if len(bs) != 1 {
+			t.Fatalf("%s bindings %v", p, bs)
+		}
+		n, err := strconv.ParseUint(bs[0].HostPort, 10, 16)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return uint32(n)
+	}
+	want := []swarm.PortConfig{
+		{Protocol: "tcp", TargetPort: 80, PublishedPort: hostPort("80/tcp"), PublishMode: swarm.PortConfigPublishModeIngress},
+		{Protocol: "udp", TargetPort: 53, PublishedPort: hostPort("53/udp"), PublishMode: swarm.PortConfigPublishModeIngress},
+		{Protocol: "tcp", TargetPort: 22, PublishedPort: 2222, PublishMode: swarm.PortConfigPublishModeHost},
+		{Protocol: "tcp", TargetPort: 23, PublishedPort: hostPort("23/tcp"), PublishMode: swarm.PortConfigPublishModeHost},
+	}
+	if !reflect.DeepEqual(run.PortStatus.Ports, want) {
+		t.Fatalf("port status\n got %+v\nwant %+v", run.PortStatus.Ports, want)
+	}
+	addr, err := h.ex.TaskAddr(context.Background(), "task1")
+	if err != nil || addr != c.IP {
+		t.Fatalf("TaskAddr = %v, %v; container IP %v", addr, err, c.IP)
+	}
+	if _, err := h.ex.TaskAddr(context.Background(), "nope"); !errdefs.IsNotFound(err) {
+		t.Fatalf("unknown task: %v", err)
+	}
+	h.eng.Exit(c.ID, 0)
+	h.waitState("task1", swarm.TaskStateComplete)
+	if _, err := h.ex.TaskAddr(context.Background(), "task1"); !errdefs.IsNotFound(err) {
+		t.Fatalf("exited task: %v", err)
+	}
+}
+
+// TestHostPortHeldByIngressRejects: a host-mode port the routing mesh
+// holds is refused with a Conflict naming the service.
+func TestHostPortHeldByIngressRejects(t *testing.T) {
+	owner := func(proto string, port uint32) (string, bool) { return "web", proto == "tcp" && port == 8080 }
+	h := newHarness(t, exectest.NewEngine(), exectest.NewImages("busybox:latest"), func(c *exec.Config) { c.IngressOwner = owner })
+	h.apply(true, assignment(func(a *wire.Assignment) {
+		a.Service.Ports = []swarm.PortConfig{{Protocol: "tcp", TargetPort: 80, PublishedPort: 8080, PublishMode: swarm.PortConfigPublishModeHost}}
+	}), assignment(func(a *wire.Assignment) {
+		a.Task.ID = "task2"
+		a.Service.Ports = []swarm.PortConfig{{Protocol: "udp", TargetPort: 80, PublishedPort: 8080, PublishMode: swarm.PortConfigPublishModeHost}}
+	}))
+	st := h.waitState("task1", swarm.TaskStateRejected)
+	if st.Err != "host-mode port 8080/tcp is already published through the ingress routing mesh by service web" {
+		t.Fatalf("error %q", st.Err)
+	}
+	h.waitState("task2", swarm.TaskStateRunning)
+	if _, ok := h.eng.ByTask("task1"); ok {
+		t.Fatal("a container was made for the refused task")
+	}
 }

@@ -29,6 +29,7 @@ type runner struct {
 	a           wire.Assignment
 	status      swarm.TaskStatus
 	containerID string
+	ports       []swarm.PortConfig // what the container publishes, once started
 	removed     bool
 	opCancel    context.CancelFunc // interrupts a long preparation
 
@@ -142,7 +143,7 @@ func (r *runner) transition(st swarm.TaskState, msg, errText string, cs *swarm.C
 		PortStatus:      r.status.PortStatus,
 	}
 	if st == swarm.TaskStateRunning {
-		next.PortStatus = swarm.PortStatus{Ports: hostPublished(r.a.Service.Ports)}
+		next.PortStatus = swarm.PortStatus{Ports: r.ports}
 	}
 	r.status = next
 	r.mu.Unlock()
@@ -282,6 +283,9 @@ func (r *runner) prepare(ctx context.Context, a wire.Assignment, cid string) (st
 	if err != nil {
 		return "", err
 	}
+	if err := checkHostPorts(a.Service.Ports, e.cfg.IngressOwner); err != nil {
+		return "", err
+	}
 	mounts, files, err := payloads(a, e.cfg.PayloadDir)
 	if err != nil {
 		return "", err
@@ -401,6 +405,9 @@ func (r *runner) start(ctx context.Context, cid string) (*swarm.ContainerStatus,
 			return nil, err
 		}
 	}
+	r.mu.Lock()
+	r.ports = publishedPorts(r.a.Service.Ports, c.Ports)
+	r.mu.Unlock()
 	return &swarm.ContainerStatus{ContainerID: cid, PID: c.Pid}, nil
 }
 
@@ -440,15 +447,4 @@ func (r *runner) teardown(ctx context.Context) {
 func graceOf(a wire.Assignment) *int {
 	g := StopGracePeriod(a)
 	return &g
-}
-
-// hostPublished lists the host-mode ports a running task publishes.
-func hostPublished(ports []swarm.PortConfig) []swarm.PortConfig {
-	var out []swarm.PortConfig
-	for _, p := range ports {
-		if p.PublishMode == swarm.PortConfigPublishModeHost && p.PublishedPort != 0 {
-			out = append(out, p)
-		}
-	}
-	return out
 }

@@ -8,9 +8,11 @@
 //	    period, managers, the node object), the second a full MsgAssignments;
 //	    later ones are incremental assignments (batched, at most every
 //	    ~100 ms), MsgSession when the period, manager list or node object
-//	    change, MsgNotice for node-level events, and MsgLogs when the
+//	    change, MsgNotice for node-level events, MsgLogs when the
 //	    leader's log broker wants some of the node's task logs (or no
-//	    longer does: Close).
+//	    longer does: Close), and MsgIngress: the routing mesh's table,
+//	    full right after the full assignments, then the ports whose
+//	    backends changed (batched like assignments).
 //	POST /dispatcher/heartbeat  body HeartbeatRequest → HeartbeatResponse
 //	    Must arrive within Period × 3 of the previous one (or of the session
 //	    start) or the node is marked DOWN ("heartbeat failure").
@@ -40,6 +42,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/moby/moby/api/types/network"
 	"github.com/moby/moby/api/types/swarm"
 )
 
@@ -79,6 +82,8 @@ const (
 	// MsgLogs carries Logs: publish (or, with Close, stop publishing) the
 	// logs of some of the node's tasks.
 	MsgLogs MessageType = "logs"
+	// MsgIngress carries Ingress: the ingress routing mesh's table.
+	MsgIngress MessageType = "ingress"
 )
 
 // Message is one line of the session stream.
@@ -93,6 +98,7 @@ type Message struct {
 	Assignments *Assignments `json:",omitempty"`
 	Notice      *Notice      `json:",omitempty"`
 	Logs        *LogsRequest `json:",omitempty"`
+	Ingress     *Ingress     `json:",omitempty"`
 }
 
 // LogsRequest asks the agent to publish the logs of TaskIDs (its own
@@ -174,12 +180,59 @@ type ServiceInfo struct {
 	ID     string
 	Name   string
 	Labels map[string]string `json:",omitempty"`
-	// Ports are the service's published ports; the agent binds the
-	// host-mode ones.
+	// Ports are the service's published ports. The agent binds the
+	// host-mode ones, and publishes the target port of each ingress one
+	// on an ephemeral port of its node: a RUNNING task reports them in
+	// Status.PortStatus, host-mode entries as docker does, ingress ones
+	// as PublishMode "ingress" with PublishedPort = that node-local port
+	// (what IngressEndpoint.Port is made of).
 	Ports []swarm.PortConfig `json:",omitempty"`
 	// RegistryAuth is the X-Registry-Auth value for pulling the image
 	// (service create --with-registry-auth), if any.
 	RegistryAuth string `json:",omitempty"`
+}
+
+// Ingress is the ingress routing mesh's table (Full) or a change to it.
+// Every node gets all of it, workers too: each node answers on every
+// published port and forwards to the backends.
+type Ingress struct {
+	// Full replaces the node's whole table: ports not listed are gone.
+	Full bool `json:",omitempty"`
+	// Ports are added or changed ports, each with its complete backend
+	// list (all of them when Full).
+	Ports []IngressPort `json:",omitempty"`
+	// Removed are ports no longer published (incremental only).
+	Removed []IngressKey `json:",omitempty"`
+}
+
+// IngressKey names an ingress published port: protocol and the port every
+// node answers on.
+type IngressKey struct {
+	Protocol      network.IPProtocol
+	PublishedPort uint32
+}
+
+// IngressPort is one published port and where its traffic goes.
+type IngressPort struct {
+	IngressKey
+	// TargetPort is the port inside the service's containers.
+	TargetPort  uint32
+	ServiceID   string
+	ServiceName string `json:",omitempty"`
+	// Endpoints are the service's running tasks that publish TargetPort,
+	// sorted by address and port. Empty: nothing answers yet.
+	Endpoints []IngressEndpoint `json:",omitempty"`
+}
+
+// IngressEndpoint is one task behind a published port: its node's address
+// and the node-local port the task's container is published on
+// (Task.Status.PortStatus, mode ingress). The node running the task
+// reaches the container directly instead.
+type IngressEndpoint struct {
+	NodeID string
+	TaskID string
+	Addr   string
+	Port   uint32
 }
 
 // NoticeKind names a node-level event.

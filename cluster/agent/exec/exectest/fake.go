@@ -7,7 +7,9 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/netip"
 	"sort"
+	"strconv"
 	"sync"
 
 	"github.com/moby/moby/api/types/container"
@@ -30,16 +32,23 @@ type Ctr struct {
 	ExitCode   int
 	Starts     int
 	Stops      []int // timeouts of Stop calls (-1: the container's own)
+	// IP and Ports are what a started container got from the "bridge":
+	// an address, and its port bindings with ephemeral host ports filled
+	// in (from 32768 on).
+	IP    netip.Addr
+	Ports network.PortMap
 }
 
 // Engine is a fake container engine. Containers never exit on their own:
 // tests call Exit.
 type Engine struct {
-	mu      sync.Mutex
-	ctrs    map[string]*Ctr
-	seq     int
-	subs    map[chan exec.Event]struct{}
-	Creates int
+	mu        sync.Mutex
+	ctrs      map[string]*Ctr
+	seq       int
+	subs      map[chan exec.Event]struct{}
+	Creates   int
+	ips       int // addresses handed out
+	hostPorts int // ephemeral host ports handed out
 	// StartErr, if set, is returned by Start.
 	StartErr error
 	// StopExit is the exit code a stopped container gets (default 143).
@@ -92,6 +101,24 @@ func (e *Engine) Start(_ context.Context, id string) error {
 	}
 	c.Running, c.Status, c.Pid = true, container.StateRunning, 1000+e.seq
 	c.Starts++
+	if !c.IP.IsValid() {
+		e.ips++
+		c.IP = netip.AddrFrom4([4]byte{172, 18, byte(e.ips >> 8), byte(e.ips)})
+		c.Ports = network.PortMap{}
+		var pm network.PortMap
+		if c.HostConfig != nil {
+			pm = c.HostConfig.PortBindings
+		}
+		for p, bs := range pm {
+			for _, b := range bs {
+				if b.HostPort == "" || b.HostPort == "0" {
+					b.HostPort = strconv.Itoa(32768 + e.hostPorts)
+					e.hostPorts++
+				}
+				c.Ports[p] = append(c.Ports[p], b)
+			}
+		}
+	}
 	e.emitLocked(exec.Event{ID: id, Action: "start"})
 	return nil
 }
@@ -129,8 +156,12 @@ func (e *Engine) Remove(_ context.Context, id string) error {
 }
 
 func (c *Ctr) view() exec.Container {
-	return exec.Container{ID: c.ID, Name: c.Name, Labels: c.Config.Labels, Status: c.Status,
+	v := exec.Container{ID: c.ID, Name: c.Name, Labels: c.Config.Labels, Status: c.Status,
 		Running: c.Running, Pid: c.Pid, ExitCode: c.ExitCode}
+	if c.Running {
+		v.IP, v.Ports = c.IP, c.Ports
+	}
+	return v
 }
 
 // Inspect implements exec.Engine.
