@@ -190,6 +190,12 @@ func (r *taskRow) Error() string {
 func (r *taskRow) Ports() string {
 	var ports []string
 	for _, p := range r.t.Status.PortStatus.Ports {
+		// Ingress ports are the service's (service ls shows them); a
+		// task's ingress entry is its node-internal endpoint, which docker
+		// does not show either.
+		if p.PublishMode == swarm.PortConfigPublishModeIngress {
+			continue
+		}
 		ports = append(ports, fmt.Sprintf("*:%d->%d/%s", p.PublishedPort, p.TargetPort, p.Protocol))
 	}
 	return strings.Join(ports, ",")
