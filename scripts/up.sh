@@ -18,10 +18,8 @@ eval "$(shoal lab env node1)"
 registry=$(awk '/^registry:/ {print $2}' /tmp/shoal-lab-up.txt)
 
 echo
-echo "== deploying the demo service: one demo/hostname task per node, port 8080 on each host"
-shoal service create -d --name web --mode global \
-  --publish mode=host,published=8080,target=80 \
-  "$registry/demo/hostname:latest"
+echo "== deploying the demo service: 3 replicas of demo/hostname, published on port 8080 of every host"
+shoal service create -d --name web --replicas 3 -p 8080:80 "$registry/demo/hostname:latest"
 for _ in $(seq 1 150); do
   [ "$(shoal service ls --filter name=web --format '{{.Replicas}}')" = "3/3" ] && break
   sleep 0.2
@@ -32,13 +30,16 @@ echo
 for n in node1 node2 node3; do
   ip=$(awk -v n="$n" '$1 == n {print $2}' /tmp/shoal-lab-up.txt)
   [ -n "$ip" ] || continue
-  printf 'http://%s:8080 (%s) answers: ' "$ip" "$n"
-  shoal lab exec node1 -- busybox wget -qO- "http://$ip:8080/" || echo "(no answer)"
+  for _ in 1 2; do
+    printf 'http://%s:8080 (%s) answers: ' "$ip" "$n"
+    shoal lab exec node1 -- busybox wget -qO- "http://$ip:8080/" || echo "(no answer)"
+  done
 done
 cat <<MSG
 
 The cluster is up. Try:
   eval \$(shoal lab env node1)      # talk to the manager (docker works too: docker node ls)
+  curl http://10.99.0.12:8080/      # any host answers, balancing over the tasks
   shoal node ls
   shoal service create --name hello --replicas 6 $registry/demo/hostname
   shoal service scale hello=9
