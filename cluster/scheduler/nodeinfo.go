@@ -1,6 +1,7 @@
 package scheduler
 
 import (
+	"encoding/binary"
 	"time"
 
 	"github.com/moby/moby/api/types/swarm"
@@ -14,8 +15,9 @@ import (
 type nodeInfo struct {
 	id    string
 	node  *store.Node
-	rank  int  // position in node ID order: the final tie-break
-	ready bool // READY and ACTIVE: may take new tasks
+	key   uint64 // the ID's first 8 bytes: the final tie-break, mostly
+	li    int    // position in Scheduler.list
+	ready bool   // READY and ACTIVE: may take new tasks
 
 	cpuTotal, memTotal int64
 	cpuUsed, memUsed   int64 // reservations of the tasks on it
@@ -30,9 +32,18 @@ type nodeInfo struct {
 }
 
 func newNodeInfo(n *store.Node) *nodeInfo {
-	ni := &nodeInfo{id: n.ID, bySvc: map[string]int{}}
+	ni := &nodeInfo{id: n.ID, key: idKey(n.ID)} // bySvc: made on the first task
 	ni.setNode(n)
 	return ni
+}
+
+// idKey is the first 8 bytes of id as a big-endian integer: comparing keys
+// compares IDs (random, so this almost always decides) without reading the
+// strings.
+func idKey(id string) uint64 {
+	var b [8]byte
+	copy(b[:], id)
+	return binary.BigEndian.Uint64(b[:])
 }
 
 func (ni *nodeInfo) setNode(n *store.Node) {
@@ -68,21 +79,22 @@ func (u *use) equal(o *use) bool {
 
 // useOf is what t holds on its node: tasks from ASSIGNED to RUNNING hold
 // their reservations and host ports (even when told to stop, until they
-// have); nil for others.
-func useOf(t *store.Task, svc *store.Service) *use {
+// have); false for others. It returns a value so that the common case, an
+// event that changes nothing the node holds, allocates nothing.
+func useOf(t *store.Task, svc *store.Service) (use, bool) {
 	if t.NodeID == "" {
-		return nil
+		return use{}, false
 	}
 	r := orchestrator.Rank(t.Status.State)
 	if r < orchestrator.Rank(swarm.TaskStateAssigned) || r > orchestrator.Rank(swarm.TaskStateRunning) {
-		return nil
+		return use{}, false
 	}
-	u := &use{node: t.NodeID, svc: t.ServiceID, active: orchestrator.Runnable(t)}
+	u := use{node: t.NodeID, svc: t.ServiceID, active: orchestrator.Runnable(t)}
 	if res := t.Spec.Resources; res != nil && res.Reservations != nil {
 		u.cpu, u.mem = res.Reservations.NanoCPUs, res.Reservations.MemoryBytes
 	}
 	u.ports = hostPortsOf(svc, t.SpecVersion)
-	return u
+	return u, true
 }
 
 func (ni *nodeInfo) add(u *use) {
@@ -90,6 +102,9 @@ func (ni *nodeInfo) add(u *use) {
 	ni.memUsed += u.mem
 	if u.active {
 		ni.active++
+		if ni.bySvc == nil {
+			ni.bySvc = map[string]int{}
+		}
 		ni.bySvc[u.svc]++
 	}
 	if len(u.ports) > 0 {
@@ -100,6 +115,11 @@ func (ni *nodeInfo) add(u *use) {
 			ni.ports[p]++
 		}
 	}
+}
+
+// empty reports that no task holds anything here.
+func (ni *nodeInfo) empty() bool {
+	return ni.active == 0 && ni.cpuUsed == 0 && ni.memUsed == 0 && len(ni.ports) == 0
 }
 
 func (ni *nodeInfo) remove(u *use) {

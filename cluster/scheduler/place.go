@@ -11,9 +11,10 @@ import (
 // it is placed).
 type entry struct {
 	n      *nodeInfo
-	faulty int // recent failures of this service version, if past the threshold
-	svc    int // tasks of the service on the node
-	total  int // tasks on the node
+	faulty int    // recent failures of this service version, if past the threshold
+	svc    int    // tasks of the service on the node
+	total  int    // tasks on the node
+	key    uint64 // n.key, kept here so ties cost no pointer chase
 }
 
 // less is swarmkit's order: nodes where the service keeps failing last,
@@ -29,7 +30,10 @@ func less(a, b *entry) bool {
 	if a.total != b.total {
 		return a.total < b.total
 	}
-	return a.n.rank < b.n.rank
+	if a.key != b.key {
+		return a.key < b.key
+	}
+	return a.n.id < b.n.id
 }
 
 // nodeHeap is a binary min-heap of candidates.

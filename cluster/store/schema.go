@@ -17,6 +17,15 @@ const (
 // index".
 type strIndex func(o Object) string
 
+// indexer is one index of a table. same, when set, tells whether two
+// versions of an object have the same value without building it: updates
+// then skip indexes that did not change at no cost (the slot key would
+// otherwise be formatted twice per task update).
+type indexer struct {
+	fn   strIndex
+	same func(a, b Object) bool
+}
+
 func byID(o Object) string { return o.GetID() }
 
 // SlotKey is the slot index value of a task.
@@ -24,31 +33,37 @@ func SlotKey(serviceID string, slot int) string {
 	return serviceID + "/" + strconv.Itoa(slot)
 }
 
-func named(name func(Object) string) map[string]strIndex {
-	return map[string]strIndex{IndexID: byID, IndexName: name}
+func named(name func(Object) string) map[string]indexer {
+	return map[string]indexer{IndexID: {fn: byID}, IndexName: {fn: name}}
 }
 
 // indexers lists every table's indexes. IndexID is unique and always set;
 // IndexName is unique among named kinds (checked on write).
-var indexers = map[Kind]map[string]strIndex{
+var indexers = map[Kind]map[string]indexer{
 	KindCluster: named(func(o Object) string { return o.(*Cluster).Spec.Name }),
-	KindNode:    {IndexID: byID},
+	KindNode:    {IndexID: {fn: byID}},
 	KindService: named(func(o Object) string { return o.(*Service).Spec.Name }),
 	KindNetwork: named(func(o Object) string { return o.(*Network).Spec.Name }),
 	KindSecret:  named(func(o Object) string { return o.(*Secret).Spec.Name }),
 	KindConfig:  named(func(o Object) string { return o.(*Config).Spec.Name }),
 	KindTask: {
-		IndexID:      byID,
-		IndexService: func(o Object) string { return o.(*Task).ServiceID },
-		IndexNode:    func(o Object) string { return o.(*Task).NodeID },
-		IndexSlot: func(o Object) string {
-			t := o.(*Task)
-			if t.Slot == 0 {
-				return ""
-			}
-			return SlotKey(t.ServiceID, t.Slot)
+		IndexID:      {fn: byID},
+		IndexService: {fn: func(o Object) string { return o.(*Task).ServiceID }},
+		IndexNode:    {fn: func(o Object) string { return o.(*Task).NodeID }},
+		IndexSlot: {
+			fn: func(o Object) string {
+				t := o.(*Task)
+				if t.Slot == 0 {
+					return ""
+				}
+				return SlotKey(t.ServiceID, t.Slot)
+			},
+			same: func(a, b Object) bool {
+				x, y := a.(*Task), b.(*Task)
+				return x.Slot == y.Slot && (x.Slot == 0 || x.ServiceID == y.ServiceID)
+			},
 		},
-		IndexState:   func(o Object) string { return string(o.(*Task).Status.State) },
-		IndexDesired: func(o Object) string { return string(o.(*Task).DesiredState) },
+		IndexState:   {fn: func(o Object) string { return string(o.(*Task).Status.State) }},
+		IndexDesired: {fn: func(o Object) string { return string(o.(*Task).DesiredState) }},
 	},
 }

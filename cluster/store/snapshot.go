@@ -111,7 +111,7 @@ func (s *Store) Restore(r io.Reader) error {
 			return fmt.Errorf("store: snapshot %s: %w", rec.Kind, err)
 		}
 		t := ts[rec.Kind]
-		t.put(o, t.get(o.GetID()))
+		t.put(o)
 	}
 	s.mu.Lock()
 	s.ts = ts

@@ -169,7 +169,14 @@ type Proposal struct {
 func (s *Store) ApplyMany(props []Proposal) [][]error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var events []Event
+	n := 0
+	for _, p := range props {
+		for _, g := range p.Groups {
+			n += len(g)
+		}
+	}
+	// Watchers share this slice: it is never changed once published.
+	events := make([]Event, 0, n)
 	out := make([][]error, len(props))
 	for i, p := range props {
 		out[i] = make([]error, len(p.Groups))
@@ -270,11 +277,16 @@ func (s *Store) applyAction(index uint64, a Action) Event {
 	o := a.Object
 	k := o.Kind()
 	t := s.ts[k]
-	old := t.get(o.GetID())
-	ev := Event{Op: a.Op, Kind: k, Index: index, Object: o, Old: old}
+	i := t.lookup(o.GetID())
+	ev := Event{Op: a.Op, Kind: k, Index: index, Object: o}
+	if i >= 0 {
+		ev.Old = t.rows[i].obj
+	}
 	if a.Op == OpDelete {
-		t.del(o.GetID())
-		ev.Object = old
+		if i >= 0 {
+			t.remove(i, o.GetID())
+		}
+		ev.Object = ev.Old
 		return ev
 	}
 	m := o.GetMeta()
@@ -284,7 +296,11 @@ func (s *Store) applyAction(index uint64, a Action) Event {
 		// Zero means "the spec changed in this write".
 		svc.SpecVersion = index
 	}
-	t.put(o, old)
+	if i >= 0 {
+		t.replace(i, o)
+	} else {
+		t.insert(o)
+	}
 	return ev
 }
 
@@ -294,6 +310,10 @@ type LocalProposer struct {
 	s  *Store
 	mu sync.Mutex
 }
+
+// NewLocalProposer returns a LocalProposer of s, for proposers that wrap
+// one (tests that make proposals fail or race).
+func NewLocalProposer(s *Store) *LocalProposer { return &LocalProposer{s: s} }
 
 // Propose implements Proposer.
 func (p *LocalProposer) Propose(ctx context.Context, groups []Group) ([]error, error) {

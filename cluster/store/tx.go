@@ -51,7 +51,7 @@ func (b By) matches(o Object) bool {
 	if !ok {
 		return false
 	}
-	v := ix(o)
+	v := ix.fn(o)
 	if v == "" {
 		return false
 	}
@@ -184,7 +184,7 @@ type tx struct {
 }
 
 func newTx(parent getFinder, now time.Time) *tx {
-	t := &tx{parent: parent, now: now, writes: map[wkey]*write{}}
+	t := &tx{parent: parent, now: now} // writes: made on the first write
 	t.typed = typed{t}
 	return t
 }
@@ -232,6 +232,9 @@ func (t *tx) record(k Kind, id string, op Op, o Object) {
 	key := wkey{k, id}
 	prev, ok := t.writes[key]
 	if !ok {
+		if t.writes == nil {
+			t.writes = map[wkey]*write{}
+		}
 		t.writes[key] = &write{op: op, obj: o}
 		t.order = append(t.order, key)
 		return

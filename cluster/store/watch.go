@@ -12,33 +12,64 @@ type Event struct {
 	Old    Object
 }
 
+// kindBit is k's bit in a kind set (0 for kinds the store does not know).
+func kindBit(k Kind) uint32 {
+	switch k {
+	case KindCluster:
+		return 1 << 0
+	case KindNode:
+		return 1 << 1
+	case KindService:
+		return 1 << 2
+	case KindTask:
+		return 1 << 3
+	case KindNetwork:
+		return 1 << 4
+	case KindSecret:
+		return 1 << 5
+	case KindConfig:
+		return 1 << 6
+	}
+	return 0
+}
+
 // watcher buffers events without bound so Apply never waits on a slow
 // reader; a reader that cannot keep up grows its queue, not the writer's
-// latency.
+// latency. The queue holds the applied slices themselves, shared by every
+// watcher: publishing costs a slice header per watcher, not a copy of each
+// event, and the filtering by kind happens on the watcher's goroutine.
 type watcher struct {
-	kinds  map[Kind]bool
+	kinds  uint32 // kindBit set; 0: all kinds
 	mu     sync.Mutex
-	buf    []Event
+	queue  [][]Event // read only: other watchers read the same slices
 	notify chan struct{}
 	out    chan Event
 	done   chan struct{}
 }
 
-func (w *watcher) wants(k Kind) bool { return len(w.kinds) == 0 || w.kinds[k] }
+func (w *watcher) wants(ev *Event) bool {
+	return w.kinds == 0 || ev.Op == OpReset || w.kinds&kindBit(ev.Kind) != 0
+}
 
 func (w *watcher) run() {
 	defer close(w.out)
 	for {
 		w.mu.Lock()
-		batch := w.buf
-		w.buf = nil
+		q := w.queue
+		w.queue = nil
 		w.mu.Unlock()
-		for _, ev := range batch {
-			select {
-			case w.out <- ev:
-			case <-w.done:
-				return
+		for i, evs := range q {
+			for j := range evs {
+				if !w.wants(&evs[j]) {
+					continue
+				}
+				select {
+				case w.out <- evs[j]:
+				case <-w.done:
+					return
+				}
 			}
+			q[i] = nil // let the delivered events go
 		}
 		select {
 		case <-w.notify:
@@ -55,13 +86,15 @@ type watchers struct {
 
 func (ws *watchers) add(kinds []Kind) *watcher {
 	w := &watcher{
-		kinds:  map[Kind]bool{},
 		notify: make(chan struct{}, 1),
 		out:    make(chan Event, 64),
 		done:   make(chan struct{}),
 	}
 	for _, k := range kinds {
-		w.kinds[k] = true
+		w.kinds |= kindBit(k)
+	}
+	if len(kinds) > 0 && w.kinds == 0 {
+		w.kinds = 1 << 31 // only kinds the store does not have: resets only
 	}
 	ws.mu.Lock()
 	if ws.list == nil {
@@ -82,27 +115,30 @@ func (ws *watchers) remove(w *watcher) {
 	ws.mu.Unlock()
 }
 
+// publish hands events to every watcher that wants one of them. The slice
+// must never change afterwards.
 func (ws *watchers) publish(events []Event) {
 	if len(events) == 0 {
 		return
 	}
+	var present uint32
+	reset := false
+	for i := range events {
+		present |= kindBit(events[i].Kind)
+		reset = reset || events[i].Op == OpReset
+	}
 	ws.mu.Lock()
 	defer ws.mu.Unlock()
 	for w := range ws.list {
-		w.mu.Lock()
-		n := 0
-		for _, ev := range events {
-			if ev.Op == OpReset || w.wants(ev.Kind) {
-				w.buf = append(w.buf, ev)
-				n++
-			}
+		if !reset && w.kinds != 0 && w.kinds&present == 0 {
+			continue
 		}
+		w.mu.Lock()
+		w.queue = append(w.queue, events)
 		w.mu.Unlock()
-		if n > 0 {
-			select {
-			case w.notify <- struct{}{}:
-			default:
-			}
+		select {
+		case w.notify <- struct{}{}:
+		default:
 		}
 	}
 }
