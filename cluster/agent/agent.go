@@ -84,8 +84,13 @@ type Config struct {
 	// BackoffMin and BackoffMax bound reconnection delays (defaults
 	// 100 ms and 8 s, with jitter).
 	BackoffMin, BackoffMax time.Duration
-	// ReportDelay batches status reports (default 50 ms).
+	// ReportDelay batches status reports (default 50 ms): a task's
+	// passing states (ACCEPTED ... STARTING) usually merge into one
+	// report. A task that reached RUNNING or stopped is reported after
+	// UrgentDelay instead (default 5 ms): the updater, the restart
+	// supervisor and `service ls` wait for exactly that.
 	ReportDelay time.Duration
+	UrgentDelay time.Duration
 	// RetryDelay paces executor retries of temporary engine errors.
 	RetryDelay time.Duration
 }
@@ -131,6 +136,9 @@ func New(cfg Config) *Agent {
 	}
 	if cfg.ReportDelay <= 0 {
 		cfg.ReportDelay = 50 * time.Millisecond
+	}
+	if cfg.UrgentDelay <= 0 {
+		cfg.UrgentDelay = 5 * time.Millisecond
 	}
 	a := &Agent{cfg: cfg, log: cfg.Log.With("component", "agent", "node", cfg.NodeID), rep: newReporter(), ing: newIngressState()}
 	a.exec = exec.New(exec.Config{

@@ -270,7 +270,7 @@ func (a *Agent) report(ctx context.Context, end context.CancelCauseFunc, addr, s
 			return
 		case <-a.rep.notify:
 		}
-		if !sleep(ctx, a.cfg.ReportDelay) {
+		if !a.rep.gather(ctx, a.cfg.ReportDelay, a.cfg.UrgentDelay) {
 			return
 		}
 		batch := a.rep.take()
@@ -301,10 +301,32 @@ type reporter struct {
 	mu      sync.Mutex
 	pending map[string]swarm.TaskStatus
 	notify  chan struct{}
+	urgent  chan struct{} // a pending status is RUNNING or final
 }
 
 func newReporter() *reporter {
-	return &reporter{pending: map[string]swarm.TaskStatus{}, notify: make(chan struct{}, 1)}
+	return &reporter{pending: map[string]swarm.TaskStatus{}, notify: make(chan struct{}, 1), urgent: make(chan struct{}, 1)}
+}
+
+// gather waits until a batch is worth sending: delay after the first
+// change, or urgent after an urgent one. False if ctx ended.
+func (r *reporter) gather(ctx context.Context, delay, urgent time.Duration) bool {
+	t := time.NewTimer(delay)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		// Taken with this batch: a leftover signal would send the next
+		// one early for nothing.
+		select {
+		case <-r.urgent:
+		default:
+		}
+		return true
+	case <-r.urgent:
+		return sleep(ctx, urgent)
+	}
 }
 
 func (r *reporter) signal() {
@@ -321,6 +343,12 @@ func (r *reporter) add(id string, st swarm.TaskStatus) {
 	}
 	r.mu.Unlock()
 	r.signal()
+	if wire.Urgent(st.State) {
+		select {
+		case r.urgent <- struct{}{}:
+		default:
+		}
+	}
 }
 
 func (r *reporter) take() map[string]swarm.TaskStatus {

@@ -36,8 +36,13 @@ const (
 	DefaultHeartbeatPeriod = 5 * time.Second
 	// GraceMultiplier: a node is DOWN after this many periods without a
 	// heartbeat.
-	GraceMultiplier    = 3
-	DefaultTick        = 100 * time.Millisecond
+	GraceMultiplier = 3
+	DefaultTick     = 100 * time.Millisecond
+	// DefaultBatchDelay gathers a burst of changes into one message or
+	// one store write. Short: every stage of the pipeline adds it to the
+	// time a task takes to start (a rolling update pays it per batch),
+	// and writes still batch while one is in flight.
+	DefaultBatchDelay  = 10 * time.Millisecond
 	DefaultOrphanAfter = 24 * time.Hour
 )
 
@@ -67,9 +72,13 @@ type Config struct {
 	// RegistryAuth returns the pull credentials recorded for a service
 	// (X-Registry-Auth value), "" for none. Optional.
 	RegistryAuth func(*store.Service) string
-	// Tick paces status writes, assignment batches and liveness checks.
-	// Default 100 ms.
+	// Tick paces liveness checks and manager list refreshes. Default
+	// 100 ms.
 	Tick time.Duration
+	// BatchDelay is how long a burst of assignments (per node) or of
+	// status changes is gathered before it is sent or written. Default
+	// DefaultBatchDelay.
+	BatchDelay time.Duration
 	// OrphanAfter: tasks of a node DOWN this long become ORPHANED.
 	// Default 24 h.
 	OrphanAfter time.Duration
@@ -100,6 +109,8 @@ type Dispatcher struct {
 	wmu         sync.Mutex
 	taskUpdates map[string]pendingStatus
 	nodeUpdates map[string]nodeUpdate
+	// wkick wakes the writer when something was queued (buffered 1).
+	wkick chan struct{}
 
 	// lmu guards the log subscriptions (logs.go), by subscription ID.
 	lmu  sync.Mutex
@@ -137,6 +148,9 @@ func New(s *store.Store, cfg Config) *Dispatcher {
 	if cfg.Tick <= 0 {
 		cfg.Tick = DefaultTick
 	}
+	if cfg.BatchDelay <= 0 {
+		cfg.BatchDelay = DefaultBatchDelay
+	}
 	if cfg.OrphanAfter <= 0 {
 		cfg.OrphanAfter = DefaultOrphanAfter
 	}
@@ -152,6 +166,7 @@ func New(s *store.Store, cfg Config) *Dispatcher {
 		log:         cfg.Log.With("component", "dispatcher"),
 		taskUpdates: map[string]pendingStatus{},
 		nodeUpdates: map[string]nodeUpdate{},
+		wkick:       make(chan struct{}, 1),
 	}
 }
 
@@ -271,4 +286,13 @@ func (d *Dispatcher) queueNode(id string, u nodeUpdate) {
 		}
 	}
 	d.nodeUpdates[id] = u
+	d.kickWriter()
+}
+
+// kickWriter tells the writer a status change is queued.
+func (d *Dispatcher) kickWriter() {
+	select {
+	case d.wkick <- struct{}{}:
+	default:
+	}
 }

@@ -151,7 +151,7 @@ func (d *Dispatcher) handleSession(w http.ResponseWriter, r *http.Request) {
 	if !send(res.initial) {
 		return
 	}
-	batch := time.NewTimer(d.cfg.Tick)
+	batch := time.NewTimer(d.cfg.BatchDelay)
 	batch.Stop()
 	for {
 		select {
@@ -162,8 +162,8 @@ func (d *Dispatcher) handleSession(w http.ResponseWriter, r *http.Request) {
 		case <-r.Context().Done():
 			return
 		}
-		// Let changes accumulate for a tick: one message per burst.
-		batch.Reset(d.cfg.Tick)
+		// Let changes accumulate a little: one message per burst.
+		batch.Reset(d.cfg.BatchDelay)
 		select {
 		case <-batch.C:
 		case <-s.done:
@@ -277,6 +277,7 @@ func (d *Dispatcher) handleStatus(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := d.cfg.Now()
+	urgent := false
 	d.wmu.Lock()
 	for _, u := range req.Updates {
 		st := u.Status
@@ -287,8 +288,14 @@ func (d *Dispatcher) handleStatus(w http.ResponseWriter, r *http.Request) {
 			continue
 		}
 		d.taskUpdates[u.TaskID] = pendingStatus{nodeID: nodeID, status: st}
+		urgent = urgent || wire.Urgent(st.State)
 	}
 	d.wmu.Unlock()
+	// Passing states wait for the tick (and merge); RUNNING and stops,
+	// which orchestrators wait for, are written after BatchDelay.
+	if urgent {
+		d.kickWriter()
+	}
 	w.WriteHeader(http.StatusNoContent)
 }
 

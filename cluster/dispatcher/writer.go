@@ -10,19 +10,33 @@ import (
 	"github.com/shoal/shoal/cluster/store"
 )
 
-// writer expires silent nodes, orphans the tasks of long-DOWN nodes and
-// writes the queued status changes, once per tick.
+// writer expires silent nodes and orphans the tasks of long-DOWN nodes
+// once per tick, and writes the queued status changes a batch delay after
+// they arrive. While a write waits for Raft, new changes gather for the
+// next one.
 func (d *Dispatcher) writer(ctx context.Context) {
 	t := time.NewTicker(d.cfg.Tick)
 	defer t.Stop()
+	gather := time.NewTimer(d.cfg.BatchDelay)
+	gather.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+			d.expire()
+			d.orphan(ctx)
+			d.flush(ctx)
+			continue
+		case <-d.wkick:
 		}
-		d.expire()
-		d.orphan(ctx)
+		gather.Reset(d.cfg.BatchDelay)
+		select {
+		case <-ctx.Done():
+			gather.Stop()
+			return
+		case <-gather.C:
+		}
 		d.flush(ctx)
 	}
 }

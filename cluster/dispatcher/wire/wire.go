@@ -335,6 +335,13 @@ func Rank(st swarm.TaskState) int {
 // Terminal reports states after which nothing runs (COMPLETE and later).
 func Terminal(st swarm.TaskState) bool { return Rank(st) >= rank[swarm.TaskStateComplete] }
 
+// Urgent reports states managers act on as soon as they are known: the
+// updater waits for RUNNING, the restart supervisor for a stop. Reports of
+// the passing states before RUNNING may wait and merge.
+func Urgent(st swarm.TaskState) bool {
+	return st == swarm.TaskStateRunning || Terminal(st)
+}
+
 // AgentState reports states an agent may report (ACCEPTED..REJECTED).
 func AgentState(st swarm.TaskState) bool {
 	r := Rank(st)
