@@ -3,7 +3,6 @@ package dispatcher
 import (
 	"crypto/rand"
 	"encoding/hex"
-	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -107,14 +106,16 @@ func (s *session) queueInfoLocked(n *store.Node, period time.Duration, managers 
 	s.signal()
 }
 
-// nodeChanged forwards changes of the node object the agent acts on (spec,
-// certificate role), not the status the dispatcher itself writes.
+// nodeChanged forwards changes of the node object the agent acts on (role,
+// availability, certificate role); not labels or name, and not the status
+// the dispatcher itself writes: a cluster busy relabelling nodes would
+// otherwise send every agent a message per change.
 func (s *session) nodeChanged(n *store.Node, period time.Duration, managers []string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	prev := s.lastNode
 	s.lastNode = n
-	if prev != nil && prev.CertRole == n.CertRole && reflect.DeepEqual(prev.Spec, n.Spec) {
+	if prev != nil && prev.CertRole == n.CertRole && prev.Spec.Role == n.Spec.Role && prev.Spec.Availability == n.Spec.Availability {
 		return
 	}
 	s.queueInfoLocked(n, period, managers)

@@ -50,9 +50,21 @@ func BenchmarkLabRaftThroughput(b *testing.B) {
 		}
 		return ready == nodes, fmt.Sprintf("%d of %d nodes ready", ready, nodes)
 	})
+	leader, _, _, _, err := clusterView(context.Background(), l, "node1")
+	if err != nil || leader == "" {
+		b.Fatalf("no leader: %v", err)
+	}
 	const window = 10 * time.Second
-	for _, clients := range []int{5, nodes} {
-		b.Run(fmt.Sprint("clients=", clients), func(b *testing.B) {
+	for _, run := range []struct {
+		clients int
+		via     []string // the managers the clients talk to, round-robin
+	}{{5, managers}, {nodes, managers}, {nodes, []string{leader}}} {
+		clients := run.clients
+		name := fmt.Sprint("clients=", clients)
+		if len(run.via) == 1 {
+			name += ",leader-only"
+		}
+		b.Run(name, func(b *testing.B) {
 			b.ReportMetric(0, "ns/op")
 			quiet := waitQuiet(b)
 			busy := busyMeter()
@@ -64,7 +76,7 @@ func BenchmarkLabRaftThroughput(b *testing.B) {
 			for i := range clients {
 				// A client of its own: its own connections, as separate
 				// CLI processes would have.
-				c, err := client.New(client.WithHost(l.Node(managers[i%len(managers)]).Host()), client.WithAPIVersionNegotiation())
+				c, err := client.New(client.WithHost(l.Node(run.via[i%len(run.via)]).Host()), client.WithAPIVersionNegotiation())
 				if err != nil {
 					b.Fatal(err)
 				}
@@ -98,8 +110,8 @@ func BenchmarkLabRaftThroughput(b *testing.B) {
 				b.Fatalf("%d updates failed, first: %v", f, firstErr.Load())
 			}
 			rate := float64(done.Load()) / el.Seconds()
-			b.Logf("%d clients over %d nodes: %d updates in %v = %.0f updates/s; %d refused on version; %s, %s",
-				clients, nodes, done.Load(), el.Round(time.Millisecond), rate, conflicts.Load(), quiet, busy())
+			b.Logf("%d clients over %d nodes via %v: %d updates in %v = %.0f updates/s; %d refused on version; %s, %s",
+				clients, nodes, run.via, done.Load(), el.Round(time.Millisecond), rate, conflicts.Load(), quiet, busy())
 			b.ReportMetric(rate, "updates/s")
 		})
 	}
