@@ -309,6 +309,16 @@ func TestLab(t *testing.T) {
 		}
 	})
 
+	t.Run("run dir is a tmpfs", func(t *testing.T) {
+		// Each lab's hosts keep their runtime state on a tmpfs, as /run
+		// on a systemd host; lab down unmounts it (checked by the
+		// cleanup's leftover scan).
+		var st unix.Statfs_t
+		if err := unix.Statfs(names{lab: l.Name()}.runDir(), &st); err != nil || st.Type != unix.TMPFS_MAGIC {
+			t.Errorf("run dir: statfs type %#x, err %v; want a tmpfs", st.Type, err)
+		}
+	})
+
 	t.Run("exec exit code", func(t *testing.T) {
 		_, err := l.Exec(ctx, "node1", "sh", "-c", "exit 3")
 		var ee *exec.ExitError

@@ -200,6 +200,10 @@ func Up(ctx context.Context, opts Options) (l *Lab, err error) {
 		}
 		return nil, err
 	}
+	if err := mountRunTmpfs(n.runDir()); err != nil {
+		_ = os.Remove(n.runDir())
+		return nil, err
+	}
 	_, statErr := os.Stat(n.dataDir())
 	dataExisted := statErr == nil
 	defer func() {

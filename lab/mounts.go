@@ -129,3 +129,24 @@ func unmountUnder(dirs []string) error {
 		}
 	}
 }
+
+// mountRunTmpfs gives the lab's run directory (each node's /run: exec
+// roots with runc and shim state, sockets, logs) a tmpfs of its own when
+// the host's is on disk, as /run is on a systemd host. Runtime state is
+// rewritten constantly (runc alone replaces state.json several times per
+// container start); on a disk without a journal every new inode then
+// skips the recently deleted ones, which doubled container start times
+// under churn here. The mount goes with `lab down` (unmountUnder).
+func mountRunTmpfs(dir string) error {
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		return err
+	}
+	if st.Type == unix.TMPFS_MAGIC {
+		return nil
+	}
+	if err := unix.Mount("shoal-lab", dir, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "mode=0755"); err != nil {
+		return fmt.Errorf("mounting a tmpfs at %s: %w", dir, err)
+	}
+	return nil
+}
