@@ -265,10 +265,20 @@ func TestMeshEndToEnd(t *testing.T) {
 	if !errors.Is(err, syscall.EADDRINUSE) {
 		t.Fatalf("binding the published port on the node: %v, want EADDRINUSE", err)
 	}
-	// localhost is refused, not half-working.
-	if s, err := get(tp.node, "tcp", netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), tp.published)); err == nil {
-		t.Fatalf("localhost answered %q", s)
+	err = tp.node.Do(func() error {
+		l, err := net.Listen("tcp4", fmt.Sprintf("127.0.0.1:%d", tp.published))
+		if err == nil {
+			l.Close()
+		}
+		return err
+	})
+	if !errors.Is(err, syscall.EADDRINUSE) {
+		t.Fatalf("binding the published port on 127.0.0.1: %v, want EADDRINUSE", err)
 	}
+	// localhost answers too, as docker's routing mesh does, over every
+	// backend, the remote one included.
+	loopback := netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), tp.published)
+	balanced("tcp to localhost on the node", tp.answers(tp.node, "tcp", loopback, 6))
 
 	// A backend goes: only the other answers.
 	tcpPort.Backends = []netip.AddrPort{tp.localBackend}
@@ -285,6 +295,9 @@ func TestMeshEndToEnd(t *testing.T) {
 	}
 	if _, err := get(tp.remote, "tcp", pub); !errors.Is(err, syscall.ECONNREFUSED) {
 		t.Fatalf("port without backends: %v, want connection refused", err)
+	}
+	if s, err := get(tp.node, "tcp", loopback); err == nil {
+		t.Fatalf("localhost answered %q without backends", s)
 	}
 	tcpPort.Backends = []netip.AddrPort{tp.remoteBackend}
 	if err := m.Sync([]Port{tcpPort, udpPort}); err != nil {

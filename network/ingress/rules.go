@@ -49,8 +49,10 @@ import (
 //     masqueraded too, which is harmless and keeps every path alike.
 //   - Loopback destinations are left alone: a 127.0.0.1-sourced packet may
 //     not leave on a real interface (route_localnet stays off outside the
-//     bridge), so localhost:PORT is refused consistently rather than
-//     answering only when a local backend is drawn.
+//     bridge), so DNAT to a backend on another node could not work. TCP
+//     localhost:PORT is served by the port's reservation instead, which
+//     relays to the node's own address (reserve.go); UDP on localhost is
+//     not published.
 //   - No backends: the port's chain is empty and the connection reaches the
 //     port's reservation socket, which refuses it (TCP reset).
 const (

@@ -207,6 +207,21 @@ func TestIngress(t *testing.T) {
 	m.everyNodeServes(all, 2, false)
 	t.Logf("every node answers on :8080, %s (no task) included, over both tasks", idle)
 
+	t.Run("localhost", func(t *testing.T) {
+		// As on a docker swarm node, localhost:8080 answers too, here on
+		// a node without a task: every answer comes from another node.
+		eventually(t, 20*time.Second, func() string {
+			got, err := m.answers(idle, "127.0.0.1", 4, false)
+			if err != nil {
+				return err.Error()
+			}
+			if len(got) != 2 {
+				return fmt.Sprintf("localhost on %s: backends %v, want 2", idle, got)
+			}
+			return ""
+		})
+	})
+
 	t.Run("host-mode users of the port are refused", func(t *testing.T) {
 		r := dockerCLI(t, l.Node(idle)).fails("address already in use", "run", "-d", "-p", "8080:80", img)
 		if !strings.Contains(r.Err, "8080") {
