@@ -171,8 +171,8 @@ func specs(names []string) ([]imageSpec, error) {
 			history: []string{"ADD busybox-static and applet links /", "COPY hostname-httpd.sh /", `ENTRYPOINT ["/hostname-httpd.sh"]`, "EXPOSE 80/tcp"},
 		},
 		"demo/dnstools": {
-			name:    "demo/dnstools",
-			layers:  [][]file{base},
+			name:   "demo/dnstools",
+			layers: [][]file{base},
 			// A trap, so that stopping it does not wait for SIGKILL.
 			config:  ocispec.ImageConfig{Env: env, Cmd: []string{"sh", "-c", dnstoolsCmd}},
 			history: []string{"ADD busybox-static and applet links /", `CMD ["sh","-c","` + dnstoolsCmd + `"]`},
