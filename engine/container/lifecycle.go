@@ -143,7 +143,17 @@ func (s *Service) launch(ctx context.Context, rt *runtime.Runtime, c *ctr) (retE
 	} else {
 		att = &bridge.Attachment{}
 	}
-	netFiles, err := writeNetFiles(c.dir, cfg, hc, att.IPAddress, att.Gateway, userMounts)
+	if err := runtime.WaitGone(c.bundle, 10*time.Second); err != nil {
+		return err
+	}
+	os.RemoveAll(c.bundle) // the previous run's files
+	if err := os.MkdirAll(c.bundle, 0o700); err != nil {
+		return errdefs.System("creating bundle: %v", err)
+	}
+	undo = append(undo, func() { os.RemoveAll(c.bundle) })
+	// Generated afresh at every start, so they live with the bundle in the
+	// exec root (a tmpfs on a systemd host), not in the data root.
+	netFiles, err := writeNetFiles(c.bundle, cfg, hc, att.IPAddress, att.Gateway, userMounts)
 	if err != nil {
 		return err
 	}
@@ -168,14 +178,6 @@ func (s *Service) launch(ctx context.Context, rt *runtime.Runtime, c *ctr) (retE
 	if err != nil {
 		return err
 	}
-	if err := runtime.WaitGone(c.bundle, 10*time.Second); err != nil {
-		return err
-	}
-	os.RemoveAll(c.bundle) // the previous run's files
-	if err := os.MkdirAll(c.bundle, 0o700); err != nil {
-		return errdefs.System("creating bundle: %v", err)
-	}
-	undo = append(undo, func() { os.RemoveAll(c.bundle) })
 	b, err := json.Marshal(spec)
 	if err != nil {
 		return errdefs.System("encoding spec: %v", err)

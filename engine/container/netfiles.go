@@ -118,8 +118,9 @@ func buildResolvConf(hc *container.HostConfig, hostResolv string) string {
 	return b.String()
 }
 
-// writeNetFiles writes hostname, hosts and resolv.conf into the container's
-// directory and returns their mounts, skipping paths the user mounts over.
+// writeNetFiles writes hostname, hosts and resolv.conf into dir (the
+// container's fresh bundle directory) and returns their mounts, skipping
+// paths the user mounts over.
 func writeNetFiles(dir string, cfg *container.Config, hc *container.HostConfig, ip, gateway netip.Addr, userMounts []specs.Mount) ([]specs.Mount, error) {
 	hostHosts, _ := os.ReadFile("/etc/hosts")
 	hostResolv, _ := os.ReadFile("/etc/resolv.conf")
@@ -139,12 +140,9 @@ func writeNetFiles(dir string, cfg *container.Config, hc *container.HostConfig, 
 	var out []specs.Mount
 	for _, f := range files {
 		p := filepath.Join(dir, f.name)
-		// Restarts usually find them unchanged: skip the write (a rename
-		// over an existing file costs a flush on ext4).
-		if old, err := os.ReadFile(p); err != nil || string(old) != f.content {
-			if err := writeFileAtomic(p, []byte(f.content), 0o644); err != nil {
-				return nil, errdefs.System("writing %s: %v", f.name, err)
-			}
+		// dir is new: a plain write, no temporary file to rename.
+		if err := os.WriteFile(p, []byte(f.content), 0o644); err != nil {
+			return nil, errdefs.System("writing %s: %v", f.name, err)
 		}
 		if taken[f.dest] {
 			continue
