@@ -465,14 +465,30 @@ type SessionResponse struct {
 	Leader   string // leader address, "" if unknown
 }
 
-// Session returns the node's object once its version is above since, or
-// after wait. Nodes use it to learn role changes (then renew their
-// certificate) and the current managers.
+// Session returns the node's object at once if its version is above since,
+// else when its role changes or it is removed, or after wait. Nodes use it
+// to learn role changes (then renew their certificate) and the current
+// managers. Other changes of the node (labels, availability, status) do
+// not end the wait: a cluster busy relabelling nodes would otherwise wake
+// every node's poll, and the manager's goroutine for it, for each change.
 func (s *Server) Session(ctx context.Context, nodeID string, since uint64, wait time.Duration) SessionResponse {
 	var n *store.Node
-	events, cancel := s.store.ViewAndWatch(func(rt store.ReadTx) { n = rt.GetNode(nodeID) }, store.KindNode)
+	match := func(ev *store.Event) bool {
+		if ev.Object == nil || ev.Object.GetID() != nodeID {
+			return false
+		}
+		if ev.Op != store.OpUpdate || ev.Old == nil {
+			return true
+		}
+		return ev.Old.(*store.Node).Spec.Role != ev.Object.(*store.Node).Spec.Role
+	}
+	events, cancel := s.store.ViewAndWatchMatch(func(rt store.ReadTx) { n = rt.GetNode(nodeID) }, match, store.KindNode)
 	defer cancel()
 	if n == nil || n.Meta.Version.Index > since {
+		return s.sessionReply(n)
+	}
+	current := func() SessionResponse {
+		s.store.View(func(rt store.ReadTx) { n = rt.GetNode(nodeID) })
 		return s.sessionReply(n)
 	}
 	t := time.NewTimer(wait)
@@ -480,23 +496,17 @@ func (s *Server) Session(ctx context.Context, nodeID string, since uint64, wait 
 	for {
 		select {
 		case <-ctx.Done():
-			return s.sessionReply(n)
+			return current()
 		case <-t.C:
-			return s.sessionReply(n)
+			return current()
 		case ev, ok := <-events:
-			if !ok {
-				return s.sessionReply(n)
+			if !ok || ev.Op == store.OpReset {
+				return current()
 			}
-			if ev.Op == store.OpReset {
-				s.store.View(func(rt store.ReadTx) { n = rt.GetNode(nodeID) })
-				return s.sessionReply(n)
+			if ev.Op == store.OpDelete {
+				return s.sessionReply(nil)
 			}
-			if ev.Object != nil && ev.Object.GetID() == nodeID {
-				if ev.Op == store.OpDelete {
-					return s.sessionReply(nil)
-				}
-				return s.sessionReply(ev.Object.(*store.Node))
-			}
+			return s.sessionReply(ev.Object.(*store.Node))
 		}
 	}
 }

@@ -363,3 +363,46 @@ func (c *countingProposer) Propose(ctx context.Context, g []Group) ([]error, err
 	*c.n++
 	return c.LocalProposer.Propose(ctx, g)
 }
+
+// A matching watcher gets only what its match accepts, in order, and
+// resets; it is not queued anything else.
+func TestWatchMatch(t *testing.T) {
+	s := New()
+	match := func(ev *Event) bool { return ev.Object.GetID() == "n1" }
+	ch, cancel := s.ViewAndWatchMatch(func(ReadTx) {}, match, KindNode)
+	defer cancel()
+	for i := 0; i < 3; i++ {
+		mustUpdate(t, s, func(tx Tx) error {
+			n := &Node{}
+			n.ID = fmt.Sprint("n", i)
+			return tx.Create(n)
+		})
+	}
+	mustUpdate(t, s, func(tx Tx) error {
+		n := tx.GetNode("n1").Copy()
+		n.Spec.Labels = map[string]string{"a": "b"}
+		return tx.Update(n)
+	})
+	var buf bytes.Buffer
+	if err := s.Save(&buf); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Restore(&buf); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []Op{OpCreate, OpUpdate, OpReset} {
+		select {
+		case ev := <-ch:
+			if ev.Op != want || (want != OpReset && ev.Object.GetID() != "n1") {
+				t.Fatalf("got %v %v, want %v of n1", ev.Op, ev.Object, want)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("no %v event", want)
+		}
+	}
+	select {
+	case ev := <-ch:
+		t.Fatalf("unexpected event %v %s", ev.Op, ev.Object.GetID())
+	default:
+	}
+}

@@ -1,6 +1,9 @@
 package store
 
-import "sync"
+import (
+	"slices"
+	"sync"
+)
 
 // Event is one applied change. For deletes Object is the removed object;
 // for updates Old is the object before.
@@ -39,7 +42,11 @@ func kindBit(k Kind) uint32 {
 // watcher: publishing costs a slice header per watcher, not a copy of each
 // event, and the filtering by kind happens on the watcher's goroutine.
 type watcher struct {
-	kinds  uint32 // kindBit set; 0: all kinds
+	kinds uint32 // kindBit set; 0: all kinds
+	// match, if set, narrows the kinds further. It runs on the writer's
+	// goroutine (publish), so a watcher that wants few events is not
+	// woken for the others: cheap, and it must not block.
+	match  func(*Event) bool
 	mu     sync.Mutex
 	queue  [][]Event // read only: other watchers read the same slices
 	notify chan struct{}
@@ -48,7 +55,13 @@ type watcher struct {
 }
 
 func (w *watcher) wants(ev *Event) bool {
-	return w.kinds == 0 || ev.Op == OpReset || w.kinds&kindBit(ev.Kind) != 0
+	if ev.Op == OpReset {
+		return true
+	}
+	if w.kinds != 0 && w.kinds&kindBit(ev.Kind) == 0 {
+		return false
+	}
+	return w.match == nil || w.match(ev)
 }
 
 func (w *watcher) run() {
@@ -84,8 +97,9 @@ type watchers struct {
 	list map[*watcher]struct{}
 }
 
-func (ws *watchers) add(kinds []Kind) *watcher {
+func (ws *watchers) add(kinds []Kind, match func(*Event) bool) *watcher {
 	w := &watcher{
+		match:  match,
 		notify: make(chan struct{}, 1),
 		out:    make(chan Event, 64),
 		done:   make(chan struct{}),
@@ -133,6 +147,9 @@ func (ws *watchers) publish(events []Event) {
 		if !reset && w.kinds != 0 && w.kinds&present == 0 {
 			continue
 		}
+		if !reset && w.match != nil && !slices.ContainsFunc(events, func(ev Event) bool { return w.wants(&ev) }) {
+			continue
+		}
 		w.mu.Lock()
 		w.queue = append(w.queue, events)
 		w.mu.Unlock()
@@ -146,16 +163,23 @@ func (ws *watchers) publish(events []Event) {
 // Watch subscribes to changes of the given kinds (all kinds if none). Call
 // cancel to stop; the channel is closed then.
 func (s *Store) Watch(kinds ...Kind) (<-chan Event, func()) {
-	w := s.watchers.add(kinds)
+	w := s.watchers.add(kinds, nil)
 	return w.out, func() { s.watchers.remove(w) }
 }
 
 // ViewAndWatch runs fn on a snapshot and subscribes so that the events
 // received are exactly those applied after that snapshot.
 func (s *Store) ViewAndWatch(fn func(ReadTx), kinds ...Kind) (<-chan Event, func()) {
+	return s.ViewAndWatchMatch(fn, nil, kinds...)
+}
+
+// ViewAndWatchMatch is ViewAndWatch for only the events of kinds that match
+// also accepts (and resets). match runs while the store publishes: it must
+// be quick and must not block or call the store.
+func (s *Store) ViewAndWatchMatch(fn func(ReadTx), match func(*Event) bool, kinds ...Kind) (<-chan Event, func()) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	w := s.watchers.add(kinds)
+	w := s.watchers.add(kinds, match)
 	fn(newReadTx(s.ts))
 	return w.out, func() { s.watchers.remove(w) }
 }
