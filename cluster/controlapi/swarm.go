@@ -6,6 +6,7 @@ import (
 	"errors"
 	"slices"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/moby/moby/api/types/swarm"
@@ -121,16 +122,29 @@ func clusterSigner(c *store.Cluster) (*ca.RootCA, error) {
 
 // TLSInfo is the wire description of the cluster's trust root.
 func TLSInfo(rootPEM []byte) swarm.TLSInfo {
-	rc, err := ca.ParseRootCA(rootPEM, nil)
-	if err != nil {
-		return swarm.TLSInfo{}
+	// Every node view carries it, and the root rarely changes: parse it
+	// once per root.
+	tlsInfoCache.mu.Lock()
+	defer tlsInfoCache.mu.Unlock()
+	if tlsInfoCache.pem != string(rootPEM) {
+		tlsInfoCache.pem, tlsInfoCache.info = string(rootPEM), swarm.TLSInfo{}
+		if rc, err := ca.ParseRootCA(rootPEM, nil); err == nil {
+			pub, _ := x509.MarshalPKIXPublicKey(rc.Cert.PublicKey)
+			tlsInfoCache.info = swarm.TLSInfo{
+				TrustRoot:           string(rootPEM),
+				CertIssuerSubject:   rc.Cert.RawSubject,
+				CertIssuerPublicKey: pub,
+			}
+		}
 	}
-	pub, _ := x509.MarshalPKIXPublicKey(rc.Cert.PublicKey)
-	return swarm.TLSInfo{
-		TrustRoot:           string(rootPEM),
-		CertIssuerSubject:   rc.Cert.RawSubject,
-		CertIssuerPublicKey: pub,
-	}
+	// The byte slices are shared: callers only encode them.
+	return tlsInfoCache.info
+}
+
+var tlsInfoCache struct {
+	mu   sync.Mutex
+	pem  string
+	info swarm.TLSInfo
 }
 
 // BootstrapRequest is the state a new swarm starts with (swarm init).
