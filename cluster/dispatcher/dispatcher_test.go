@@ -700,3 +700,26 @@ func TestAssignmentsCarryOnlyReferencedPayloads(t *testing.T) {
 		}
 	}
 }
+
+// RUNNING and stops are written without waiting for the tick, and take
+// the passing states queued before them along.
+func TestUrgentStatusSkipsTheTick(t *testing.T) {
+	e := newEnv(t, twoNodes, func(c *Config) { c.Tick = time.Hour })
+	s, _ := e.open("n1", wire.SessionRequest{})
+	post := func(id string, st swarm.TaskState) {
+		t.Helper()
+		code, we := e.post("n1", wire.PathStatus, wire.StatusRequest{SessionID: s.id,
+			Updates: []wire.TaskStatusUpdate{{TaskID: id, Status: swarm.TaskStatus{State: st}}}}, nil)
+		if code != 204 {
+			t.Fatalf("status: %d %+v", code, we)
+		}
+	}
+	post("t1", swarm.TaskStatePreparing) // waits: the tick is an hour away
+	post("t2", swarm.TaskStateComplete)
+	testutil.Eventually(t, wait, func() bool {
+		return e.task("t2").Status.State == swarm.TaskStateComplete && e.task("t1").Status.State == swarm.TaskStatePreparing
+	}, "COMPLETE (and the PREPARING queued before it) not written before the tick")
+	post("t1", swarm.TaskStateRunning)
+	testutil.Eventually(t, wait, func() bool { return e.task("t1").Status.State == swarm.TaskStateRunning },
+		"RUNNING not written before the tick")
+}
