@@ -6,10 +6,12 @@ import (
 	"net/netip"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/docker/docker/api/types/filters"
 	"github.com/moby/moby/api/types/swarm"
 
+	"github.com/shoal/shoal/cluster/ca"
 	sraft "github.com/shoal/shoal/cluster/raft"
 	"github.com/shoal/shoal/cluster/store"
 	"github.com/shoal/shoal/errdefs"
@@ -387,11 +389,15 @@ func (s *Server) leaderRemoveNode(ctx context.Context, req removeNodeRequest) (s
 			return err
 		}
 		c := tx.GetCluster()
-		if c == nil || n.CertSerial == "" {
+		if c == nil {
 			return nil
 		}
 		x := c.Copy()
-		x.RevokedSerials = append(append([]string(nil), c.RevokedSerials...), n.CertSerial)
+		// Kept as long as a certificate issued before now may be valid:
+		// the longest expiry the swarm uses (it may have been shortened
+		// since) plus the renewal overlap.
+		keep := max(c.Spec.CAConfig.NodeCertExpiry, ca.DefaultNodeCertExpiry) + 24*time.Hour
+		x.RemovedNodes = c.WithRemoved(n.ID, time.Now().UTC(), keep)
 		return tx.Update(x)
 	})
 }

@@ -277,12 +277,13 @@ func TestRemoveNodeRules(t *testing.T) {
 		ref   string
 		force bool
 		msg   string
+		id    string // the node removed
 	}{
-		{"m2", true, "rpc error: code = FailedPrecondition desc = node m2 is a cluster manager and is a member of the raft cluster. It must be demoted to worker before removal"},
-		{"w3", false, "rpc error: code = FailedPrecondition desc = node w3 is not down and can't be removed"},
-		{"w3", true, ""},
-		{"d", false, ""},
-		{"zz", false, "node zz not found"},
+		{"m2", true, "rpc error: code = FailedPrecondition desc = node m2 is a cluster manager and is a member of the raft cluster. It must be demoted to worker before removal", ""},
+		{"w3", false, "rpc error: code = FailedPrecondition desc = node w3 is not down and can't be removed", ""},
+		{"w3", true, "", "w3"},
+		{"d", false, "", "w4"},
+		{"zz", false, "node zz not found", ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.ref, func(t *testing.T) {
@@ -301,8 +302,8 @@ func TestRemoveNodeRules(t *testing.T) {
 				t.Fatalf("still there: %v", err)
 			}
 			c, _ := f.s.cluster()
-			if len(c.RevokedSerials) != 1 || !strings.HasPrefix(c.RevokedSerials[0], "serial-") {
-				t.Fatalf("not revoked: %v", c.RevokedSerials)
+			if len(c.RemovedNodes) != 1 || !c.IsRemoved(tc.id) || c.RemovedNodes[0].At.IsZero() {
+				t.Fatalf("certificates of %s not revoked: %+v", tc.id, c.RemovedNodes)
 			}
 		})
 	}

@@ -368,7 +368,7 @@ type authorizer struct {
 func (a *authorizer) Authorize(id ca.Identity) error {
 	var c *store.Cluster
 	a.store.View(func(rt store.ReadTx) { c = rt.GetCluster() })
-	if c != nil && ca.IsRevoked(id.Serial, c.RevokedSerials) {
+	if c != nil && (c.IsRemoved(id.NodeID) || ca.IsRevoked(id.Serial, c.RevokedSerials)) {
 		return errdefs.Wrap(errdefs.KindForbidden, fmt.Errorf("node %s was removed from the swarm (certificate revoked): %w", id.NodeID, transport.ErrNodeRemoved))
 	}
 	return nil

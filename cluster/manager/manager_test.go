@@ -155,6 +155,27 @@ func TestLeaderComponentsAndEndpoints(t *testing.T) {
 	if _, err := get(wc, "/dispatcher/session"); !errors.Is(err, transport.ErrNodeRemoved) {
 		t.Fatalf("revoked worker: %v", err)
 	}
+	// A removed node: refused with any of its certificates.
+	w2tls, _ := nodeTLS(t, root, "w2", swarm.NodeRoleWorker)
+	w2older, _ := nodeTLS(t, root, "w2", swarm.NodeRoleWorker) // from before a renewal
+	for _, c := range []*http.Client{transport.NodeClient(w2tls), transport.NodeClient(w2older)} {
+		if _, err := get(c, "/dispatcher/session"); err != nil {
+			t.Fatalf("w2 before removal: %v", err)
+		}
+	}
+	err = m.Store().Update(ctx, func(tx store.Tx) error {
+		c := tx.GetCluster().Copy()
+		c.RemovedNodes = c.WithRemoved("w2", time.Now(), time.Hour)
+		return tx.Update(c)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []*http.Client{transport.NodeClient(w2tls), transport.NodeClient(w2older)} {
+		if _, err := get(c, "/dispatcher/session"); !errors.Is(err, transport.ErrNodeRemoved) {
+			t.Fatalf("removed worker: %v", err)
+		}
+	}
 	if addrs := m.ManagerAddrs(); len(addrs) != 1 || addrs[0] != srv.Addr().String() {
 		t.Fatalf("manager addrs %v", addrs)
 	}

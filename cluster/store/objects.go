@@ -123,8 +123,44 @@ type Cluster struct {
 	swarm.Swarm
 	RootCACertPEM []byte `json:",omitempty"`
 	RootCAKeyPEM  []byte `json:",omitempty"`
-	// Removed node certificate serials (hex) that servers must refuse.
+	// Removed node certificate serials (hex) that servers must refuse:
+	// how removals were recorded before RemovedNodes (read, not written).
 	RevokedSerials []string `json:",omitempty"`
+	// RemovedNodes are the nodes removed from the swarm: servers refuse
+	// every certificate issued to them (node IDs are never reused; a node
+	// that joins again gets a new one), the current one and any older one
+	// still valid. An entry goes once every certificate issued before the
+	// removal has expired.
+	RemovedNodes []RemovedNode `json:",omitempty"`
+}
+
+// RemovedNode records a node's removal from the swarm.
+type RemovedNode struct {
+	ID string
+	At time.Time
+}
+
+// IsRemoved reports whether nodeID was removed from the swarm.
+func (c *Cluster) IsRemoved(nodeID string) bool {
+	for _, r := range c.RemovedNodes {
+		if r.ID == nodeID {
+			return true
+		}
+	}
+	return false
+}
+
+// WithRemoved returns RemovedNodes with nodeID added at now, without the
+// entries older than keep (a new slice: objects are never changed in
+// place).
+func (c *Cluster) WithRemoved(nodeID string, now time.Time, keep time.Duration) []RemovedNode {
+	out := make([]RemovedNode, 0, len(c.RemovedNodes)+1)
+	for _, r := range c.RemovedNodes {
+		if now.Sub(r.At) <= keep && r.ID != nodeID {
+			out = append(out, r)
+		}
+	}
+	return append(out, RemovedNode{ID: nodeID, At: now})
 }
 
 func (c *Cluster) Kind() Kind           { return KindCluster }

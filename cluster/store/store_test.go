@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -404,5 +405,41 @@ func TestWatchMatch(t *testing.T) {
 	case ev := <-ch:
 		t.Fatalf("unexpected event %v %s", ev.Op, ev.Object.GetID())
 	default:
+	}
+}
+
+func TestRemovedNodes(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	const keep = 100 * time.Hour
+	c := &Cluster{}
+	steps := []struct {
+		id   string
+		at   time.Time
+		want []string // RemovedNodes after the step
+	}{
+		{"a", t0, []string{"a"}},
+		{"b", t0.Add(50 * time.Hour), []string{"a", "b"}},
+		{"a", t0.Add(60 * time.Hour), []string{"b", "a"}},  // again: one entry, the latest
+		{"c", t0.Add(159 * time.Hour), []string{"a", "c"}}, // b (at 50 h) is 109 h old: gone; a 99 h
+		{"d", t0.Add(1000 * time.Hour), []string{"d"}},     // all the others expired
+	}
+	for i, st := range steps {
+		before := c.RemovedNodes
+		next := c.Copy()
+		next.RemovedNodes = c.WithRemoved(st.id, st.at, keep)
+		var got []string
+		for _, r := range next.RemovedNodes {
+			got = append(got, r.ID)
+		}
+		if !slices.Equal(got, st.want) {
+			t.Fatalf("step %d: removed %v, want %v", i, got, st.want)
+		}
+		if !next.IsRemoved(st.id) || next.IsRemoved("zz") {
+			t.Fatalf("step %d: IsRemoved wrong", i)
+		}
+		if len(before) > 0 && &before[0] == &next.RemovedNodes[0] {
+			t.Fatalf("step %d: the old object's slice was reused", i)
+		}
+		c = next
 	}
 }
