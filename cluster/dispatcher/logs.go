@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"sync"
@@ -24,6 +25,12 @@ import (
 // wire.PathLogs as a stream of wire.LogBatch records, which the dispatcher
 // hands to the broker's LogSink as they arrive. Workers never listen on a
 // port: logs travel on connections the agents open.
+
+// ErrStreamLost is in the error a LogSink's Done gets when the node's part
+// ended because its session or its publishing request broke (an agent
+// reconnecting, a network glitch) rather than because the node refused or
+// failed: subscribing again once the node is back may resume it.
+var ErrStreamLost = errors.New("log stream lost")
 
 // DefaultLogsAttachTimeout is how long a node has to start publishing
 // after it was asked (it only has to open the request; reading the logs
@@ -146,7 +153,7 @@ func (d *Dispatcher) watchLogs(ls *logStream) {
 		case <-ls.ctx.Done():
 			return
 		case <-ls.sess.done:
-			d.finishLogs(ls, errdefs.Unavailable("node %s: its session with the leader ended before all its logs were sent", ls.nodeID))
+			d.finishLogs(ls, errdefs.Wrapf(errdefs.KindUnavailable, ErrStreamLost, "node %s: its session with the leader ended before all its logs were sent", ls.nodeID))
 			return
 		case <-attach.C:
 			ls.mu.Lock()
@@ -281,9 +288,9 @@ func (d *Dispatcher) receiveLogs(w http.ResponseWriter, r *http.Request, ls *log
 					errdefs.InvalidParameter("node %s sent a log record over %d bytes", ls.nodeID, wire.MaxLogRecord))
 			case errors.Is(err, io.EOF):
 				return fail(http.StatusBadRequest, wire.CodeInvalid,
-					errdefs.Unavailable("node %s ended its log stream before every task was done", ls.nodeID))
+					errdefs.Wrapf(errdefs.KindUnavailable, ErrStreamLost, "node %s ended its log stream before every task was done", ls.nodeID))
 			}
-			return fail(http.StatusBadRequest, wire.CodeInvalid, errdefs.Unavailable("node %s: log stream broken: %v", ls.nodeID, err))
+			return fail(http.StatusBadRequest, wire.CodeInvalid, errdefs.Wrapf(errdefs.KindUnavailable, fmt.Errorf("%v (%w)", err, ErrStreamLost), "node %s: log stream broken", ls.nodeID))
 		}
 		if len(rec) == 0 {
 			continue

@@ -243,19 +243,29 @@ func (s *subscription) start(nodeID string, tasks []*store.Task) {
 		s.service[t.ID] = t.ServiceID
 		ids = append(ids, t.ID)
 	}
+	s.mu.Unlock()
 	if len(ids) == 0 {
-		s.mu.Unlock()
 		return
+	}
+	if err := s.subscribe(nodeID, ids, s.opts, newNodeSink(s, nodeID, ids, nil)); err != nil && !errdefs.IsNotFound(err) {
+		s.fail(nodeID, err) // NotFound: the tasks were deleted since
+	}
+}
+
+// subscribe asks the dispatcher for one node's part; the stream is counted
+// in pending until its sink is Done.
+func (s *subscription) subscribe(nodeID string, ids []string, opts wire.LogOptions, sink *nodeSink) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return errGone
 	}
 	s.pending++
 	s.mu.Unlock()
-	cancel, err := s.b.cfg.Dispatcher.SubscribeLogs(nodeID, ids, s.opts, &nodeSink{s: s, nodeID: nodeID})
+	cancel, err := s.b.cfg.Dispatcher.SubscribeLogs(nodeID, ids, opts, sink)
 	if err != nil {
-		if !errdefs.IsNotFound(err) { // NotFound: the tasks were deleted since
-			s.fail(nodeID, err)
-		}
 		s.streamDone()
-		return
+		return err
 	}
 	s.mu.Lock()
 	closed := s.closed
@@ -265,6 +275,52 @@ func (s *subscription) start(nodeID string, tasks []*store.Task) {
 	s.mu.Unlock()
 	if closed {
 		cancel()
+	}
+	return nil
+}
+
+// Resuming a followed node whose stream was lost: how long the node has to
+// come back, and the pace of the attempts.
+const (
+	resumeWithin   = 30 * time.Second
+	resumeBackoff  = 100 * time.Millisecond
+	resumeMaxPause = 2 * time.Second
+)
+
+// resume subscribes again to the tasks of a followed node whose stream was
+// lost, from the last line delivered of each, once the node is back.
+// Gives up (reporting cause) when the node does not come back in time.
+func (s *subscription) resume(nodeID string, ids []string, last map[string]time.Time, cause error) {
+	opts := s.opts
+	opts.Tail = -1 // everything since the last line seen
+	var since time.Time
+	for i, id := range ids {
+		if t := last[id]; i == 0 || t.Before(since) {
+			since = t
+		}
+	}
+	if since.After(opts.Since) {
+		opts.Since = since
+	}
+	deadline := time.Now().Add(resumeWithin)
+	pause := resumeBackoff
+	for {
+		t := time.NewTimer(pause)
+		select {
+		case <-s.ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		err := s.subscribe(nodeID, ids, opts, newNodeSink(s, nodeID, ids, last))
+		switch {
+		case err == nil, errors.Is(err, errGone), errdefs.IsNotFound(err):
+			return // resumed; or nobody listens; or the tasks are gone
+		case !errdefs.IsUnavailable(err) || time.Now().After(deadline):
+			s.fail(nodeID, cause)
+			return
+		}
+		pause = min(pause*2, resumeMaxPause)
 	}
 }
 
@@ -358,6 +414,23 @@ func (s *subscription) finish() {
 type nodeSink struct {
 	s      *subscription
 	nodeID string
+	ids    []string
+
+	// from is, for a resumed stream, the newest line each task had
+	// delivered before: lines not newer were sent already.
+	from map[string]time.Time
+
+	mu   sync.Mutex
+	last map[string]time.Time // newest line delivered, by task
+	done map[string]bool      // tasks whose logs ended
+}
+
+func newNodeSink(s *subscription, nodeID string, ids []string, from map[string]time.Time) *nodeSink {
+	n := &nodeSink{s: s, nodeID: nodeID, ids: ids, from: from, last: map[string]time.Time{}, done: map[string]bool{}}
+	for id, t := range from {
+		n.last[id] = t
+	}
+	return n
 }
 
 func (n *nodeSink) Publish(ctx context.Context, b *wire.LogBatch) error {
@@ -365,14 +438,29 @@ func (n *nodeSink) Publish(ctx context.Context, b *wire.LogBatch) error {
 	s.mu.Lock()
 	serviceID := s.service[b.TaskID]
 	s.mu.Unlock()
+	from, resumed := n.from[b.TaskID]
+	var last time.Time
 	for i := range b.Lines {
 		l := &b.Lines[i]
+		ts := time.Unix(0, l.Time)
+		if resumed && !ts.After(from) {
+			continue // sent before the stream was lost
+		}
 		m := api.LogMessage{NodeID: n.nodeID, ServiceID: serviceID, TaskID: b.TaskID,
-			Timestamp: time.Unix(0, l.Time), Stderr: l.Stderr, Line: l.Data}
+			Timestamp: ts, Stderr: l.Stderr, Line: l.Data}
 		if err := s.send(ctx, m); err != nil {
 			return err
 		}
+		last = ts
 	}
+	n.mu.Lock()
+	if last.After(n.last[b.TaskID]) {
+		n.last[b.TaskID] = last
+	}
+	if b.Done || b.Err != "" {
+		n.done[b.TaskID] = true
+	}
+	n.mu.Unlock()
 	if b.Err != "" {
 		return s.send(ctx, api.LogMessage{NodeID: n.nodeID, ServiceID: serviceID, TaskID: b.TaskID,
 			Err: errdefs.System("task %s on node %s: %s", b.TaskID, n.nodeID, b.Err)})
@@ -380,7 +468,29 @@ func (n *nodeSink) Publish(ctx context.Context, b *wire.LogBatch) error {
 	return nil
 }
 
+// Done ends the node's part. A followed node whose stream was lost (its
+// agent reconnecting) is subscribed again, from where it was, for the
+// tasks whose logs had not ended.
 func (n *nodeSink) Done(err error) {
+	if err != nil && n.s.follow && errors.Is(err, dispatcher.ErrStreamLost) && n.s.ctx.Err() == nil {
+		n.mu.Lock()
+		var left []string
+		for _, id := range n.ids {
+			if !n.done[id] {
+				left = append(left, id)
+			}
+		}
+		last := make(map[string]time.Time, len(left))
+		for _, id := range left {
+			last[id] = n.last[id]
+		}
+		n.mu.Unlock()
+		if len(left) > 0 {
+			go n.s.resume(n.nodeID, left, last, err)
+		}
+		n.s.streamDone()
+		return
+	}
 	if err != nil {
 		n.s.fail(n.nodeID, err)
 	}

@@ -58,6 +58,7 @@ var base = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 // whatever the test pushes until ctx ends.
 type source struct {
 	mu     sync.Mutex
+	next   map[string]int // number of the next live line, by task
 	lines  map[string][]string
 	live   map[string]chan string
 	opts   map[string]wire.LogOptions // last options, per task
@@ -66,7 +67,7 @@ type source struct {
 }
 
 func newSource() *source {
-	return &source{lines: map[string][]string{}, live: map[string]chan string{}, opts: map[string]wire.LogOptions{}, flood: map[string]bool{}}
+	return &source{next: map[string]int{}, lines: map[string][]string{}, live: map[string]chan string{}, opts: map[string]wire.LogOptions{}, flood: map[string]bool{}}
 }
 
 func (s *source) set(task string, lines ...string) {
@@ -106,7 +107,11 @@ func (s *source) TaskLogs(ctx context.Context, taskID string, o wire.LogOptions,
 		return errdefs.NotFound("no container for task %s", taskID)
 	}
 	emit := func(i int, l string) error {
-		return fn(agent.LogLine{Time: base.Add(time.Duration(i) * time.Second), Stderr: strings.HasPrefix(l, "err"), Data: []byte(l + "\n")})
+		at := base.Add(time.Duration(i) * time.Second)
+		if at.Before(o.Since) {
+			return nil
+		}
+		return fn(agent.LogLine{Time: at, Stderr: strings.HasPrefix(l, "err"), Data: []byte(l + "\n")})
 	}
 	for i, l := range lines {
 		if err := emit(i, l); err != nil {
@@ -121,11 +126,17 @@ func (s *source) TaskLogs(ctx context.Context, taskID string, o wire.LogOptions,
 	if !o.Follow {
 		return nil
 	}
-	for i := len(lines); ; i++ {
+	// Live lines go on numbering (and timing) where the last call
+	// stopped, as a container's log does.
+	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case l := <-live:
+			s.mu.Lock()
+			i := max(s.next[taskID], len(lines))
+			s.next[taskID] = i + 1
+			s.mu.Unlock()
 			if err := emit(i, l); err != nil {
 				return err
 			}
@@ -139,6 +150,10 @@ type cluster struct {
 	d   *dispatcher.Dispatcher
 	b   *logbroker.Broker
 	src map[string]*source // by node
+
+	srv    *httptest.Server
+	scheme string
+	stop   map[string]func() // stops a node's agent
 }
 
 func mkTask(id, node string, slot int) *store.Task {
@@ -204,31 +219,10 @@ func newCluster(t testing.TB, h2 bool) *cluster {
 	}()
 	t.Cleanup(func() { cancel(); <-done })
 
+	c.srv, c.scheme, c.stop = srv, scheme, map[string]func(){}
 	for _, id := range []string{"n1", "n2"} {
-		src := newSource()
-		c.src[id] = src
-		client := &http.Client{Transport: asNode{id: id, next: srv.Client().Transport}}
-		a := agent.New(agent.Config{
-			NodeID:      id,
-			Client:      client,
-			Scheme:      scheme,
-			Managers:    func() []string { return []string{srv.Listener.Addr().String()} },
-			Engine:      exectest.NewEngine(),
-			Images:      exectest.NewImages("busybox:latest"),
-			Logs:        src,
-			Log:         quietLog(),
-			BackoffMin:  10 * time.Millisecond,
-			BackoffMax:  50 * time.Millisecond,
-			ReportDelay: 5 * time.Millisecond,
-			RetryDelay:  10 * time.Millisecond,
-		})
-		actx, acancel := context.WithCancel(context.Background())
-		adone := make(chan struct{})
-		go func() {
-			defer close(adone)
-			_ = a.Run(actx)
-		}()
-		t.Cleanup(func() { acancel(); <-adone })
+		c.src[id] = newSource()
+		c.startAgent(id)
 	}
 	c.src["n1"].set("t1", "one", "err two")
 	c.src["n1"].set("t3", "three")
@@ -239,6 +233,35 @@ func newCluster(t testing.TB, h2 bool) *cluster {
 	}
 	c.b = logbroker.New(logbroker.Config{Store: c.s, Dispatcher: c.d, Log: quietLog()})
 	return c
+}
+
+// startAgent runs node id's agent until the test ends or c.stop[id].
+func (c *cluster) startAgent(id string) {
+	client := &http.Client{Transport: asNode{id: id, next: c.srv.Client().Transport}}
+	a := agent.New(agent.Config{
+		NodeID:      id,
+		Client:      client,
+		Scheme:      c.scheme,
+		Managers:    func() []string { return []string{c.srv.Listener.Addr().String()} },
+		Engine:      exectest.NewEngine(),
+		Images:      exectest.NewImages("busybox:latest"),
+		Logs:        c.src[id],
+		Log:         quietLog(),
+		BackoffMin:  10 * time.Millisecond,
+		BackoffMax:  50 * time.Millisecond,
+		ReportDelay: 5 * time.Millisecond,
+		RetryDelay:  10 * time.Millisecond,
+	})
+	actx, acancel := context.WithCancel(context.Background())
+	adone := make(chan struct{})
+	go func() {
+		defer close(adone)
+		_ = a.Run(actx)
+	}()
+	var once sync.Once
+	stop := func() { once.Do(func() { acancel(); <-adone }) }
+	c.stop[id] = stop
+	c.t.Cleanup(stop)
 }
 
 func update(t testing.TB, s *store.Store, fn func(tx store.Tx) error) {
@@ -429,6 +452,39 @@ func TestFollowAndCancel(t *testing.T) {
 	}
 	testutil.Eventually(t, wait, func() bool { return c.src["n1"].running() == 0 && c.src["n2"].running() == 0 },
 		"agents still publishing: n1 %d n2 %d", c.src["n1"].running(), c.src["n2"].running())
+}
+
+// Following survives a node's agent reconnecting: its tasks are
+// subscribed again from their last line, nothing is repeated or reported
+// as an error, and the other node's stream goes on.
+func TestFollowResumesAfterReconnect(t *testing.T) {
+	c := newCluster(t, true)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ch, err := c.b.Logs(ctx, "svc", "", api.LogsOptions{Follow: true, Tail: "all", Stdout: true, Stderr: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	next(t, ch, 6)
+	c.src["n1"].push("t3", "more")
+	if got, _ := next(t, ch, 1); got[0] != "n1/svc/t3 12:00:01 out more" {
+		t.Fatalf("live line %q", got)
+	}
+
+	c.stop["n1"]() // the agent's session and log stream break
+	c.startAgent("n1")
+	c.src["n1"].push("t3", "again")
+	c.src["n2"].push("t2", "meanwhile")
+	got, _ := next(t, ch, 2)
+	want := []string{"n1/svc/t3 12:00:02 out again", "n2/svc/t2 12:00:02 out meanwhile"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("after the reconnect: %q, want %q", got, want)
+	}
+	select {
+	case m := <-ch:
+		t.Fatalf("unexpected message after the reconnect: %q", format(m))
+	case <-time.After(200 * time.Millisecond):
+	}
 }
 
 // A consumer that stops reading holds back a node that has endless logs
