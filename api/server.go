@@ -32,6 +32,7 @@ type Backends struct {
 	Services   ServiceBackend // /services/*, /tasks/*
 	Secrets    SecretBackend  // /secrets/*, /configs/*
 	Networks   NetworkBackend
+	Events     EventBackend // GET /events
 }
 
 // Server is the Docker Engine API handler.
@@ -69,6 +70,9 @@ func New(b Backends, log *slog.Logger) *Server {
 	}
 	if b.Networks != nil {
 		s.registerNetworkRoutes()
+	}
+	if b.Events != nil {
+		s.registerEventRoutes()
 	}
 	return s
 }

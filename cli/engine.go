@@ -18,6 +18,7 @@ func addEngineCommands(root *cobra.Command, c *CLI) {
 		newPullCommand(c), newPushCommand(c), newLoadCommand(c), newSaveCommand(c),
 		newImportCommand(c), newTagCommand(c), newRmiCommand(c), newHistoryCommand(c), newBuildCommand(c),
 		newInspectCommand(c), newInfoCommand(c), newVersionCommand(c), newSystemCommand(c), newVolumeCommand(c),
+		newEventsCommand(c),
 	)
 
 	ctr := &cobra.Command{Use: "container", Short: "Manage containers"}

@@ -485,6 +485,6 @@ func detailsOrder(v system.ComponentVersion) []string {
 
 func newSystemCommand(c *CLI) *cobra.Command {
 	cmd := &cobra.Command{Use: "system", Short: "Manage Shoal"}
-	cmd.AddCommand(newInfoCommand(c))
+	cmd.AddCommand(newInfoCommand(c), newEventsCommand(c))
 	return cmd
 }

@@ -189,6 +189,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Daemon, error) {
 		Services:   d.cluster,
 		Secrets:    d.cluster,
 		Networks:   d.network,
+		Events:     d.containers,
 	}, log.With("component", "api"))
 	return d, nil
 }

@@ -2,6 +2,7 @@ package container
 
 import (
 	"sync"
+	"time"
 
 	"github.com/shoal/shoal/engine/container/backend"
 )
@@ -13,7 +14,13 @@ type eventBus struct {
 	mu     sync.Mutex
 	subs   map[*subscriber]struct{}
 	closed bool
+	// recent keeps the last events for `events --since`, as dockerd
+	// keeps its last 256.
+	recent []backend.Event
 }
+
+// recentEvents is how many past events the bus keeps.
+const recentEvents = 256
 
 type subscriber struct {
 	mu    sync.Mutex
@@ -25,16 +32,31 @@ type subscriber struct {
 }
 
 func (b *eventBus) subscribe() (<-chan backend.Event, func()) {
+	_, ch, cancel := b.subscribeSince(time.Time{}, false)
+	return ch, cancel
+}
+
+// subscribeSince is subscribe that also returns the kept events at or
+// after since (with past), with no gap or overlap between both.
+func (b *eventBus) subscribeSince(since time.Time, past bool) ([]backend.Event, <-chan backend.Event, func()) {
 	sub := &subscriber{ch: make(chan backend.Event), stop: make(chan struct{})}
 	sub.cond = sync.NewCond(&sub.mu)
 	b.mu.Lock()
+	var old []backend.Event
+	if past {
+		for _, ev := range b.recent {
+			if !ev.Time.Before(since) {
+				old = append(old, ev)
+			}
+		}
+	}
 	if b.subs == nil {
 		b.subs = map[*subscriber]struct{}{}
 	}
 	if b.closed {
 		b.mu.Unlock()
 		close(sub.ch)
-		return sub.ch, func() {}
+		return old, sub.ch, func() {}
 	}
 	b.subs[sub] = struct{}{}
 	b.mu.Unlock()
@@ -49,7 +71,7 @@ func (b *eventBus) subscribe() (<-chan backend.Event, func()) {
 			close(sub.stop)
 		})
 	}
-	return sub.ch, cancel
+	return old, sub.ch, cancel
 }
 
 func (sub *subscriber) finish() {
@@ -85,6 +107,11 @@ func (sub *subscriber) run() {
 func (b *eventBus) publish(ev backend.Event) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if len(b.recent) == recentEvents {
+		copy(b.recent, b.recent[1:])
+		b.recent = b.recent[:recentEvents-1]
+	}
+	b.recent = append(b.recent, ev)
 	for sub := range b.subs {
 		sub.mu.Lock()
 		sub.queue = append(sub.queue, ev)

@@ -288,6 +288,12 @@ func (s *Service) Subscribe() (<-chan backend.Event, func()) {
 	return s.events.subscribe()
 }
 
+// SubscribeSince is Subscribe that also returns the recent events (the
+// last 256) at or after since, seamlessly before the live ones.
+func (s *Service) SubscribeSince(since time.Time) ([]backend.Event, <-chan backend.Event, func()) {
+	return s.events.subscribeSince(since, true)
+}
+
 // lookup resolves a full ID, a name (with or without "/"), or a unique ID prefix.
 func (s *Service) lookup(ref string) (*ctr, error) {
 	s.mu.RLock()

@@ -137,6 +137,26 @@ func TestEngine(t *testing.T) {
 		sh.ok("rm", "-f", "logger")
 	})
 
+	t.Run("events", func(t *testing.T) {
+		sh, dk := clis(t)
+		start := time.Now().Add(-time.Second).Unix()
+		dk.ok("run", "--name", "evented", "demo/busybox", "true")
+		dk.ok("rm", "evented")
+		until := fmt.Sprint(time.Now().Add(time.Second).Unix())
+		want := "create\nattach\nstart\ndie\ndestroy\n"
+		for _, c := range []*cli{dk, sh} {
+			out := c.ok("events", "--since", fmt.Sprint(start), "--until", until, "--filter", "container=evented", "--format", "{{.Action}}")
+			if out != want {
+				t.Fatalf("%s events:\n%s\nwant:\n%s", c.bin, out, want)
+			}
+		}
+		out := dk.ok("events", "--since", fmt.Sprint(start), "--until", until, "--filter", "event=die", "--filter", "container=evented")
+		if !strings.Contains(out, " container die ") || !strings.Contains(out, "exitCode=0") || !strings.Contains(out, "name=evented") {
+			t.Fatalf("docker events, default format: %q", out)
+		}
+		dk.fails("invalid filter", "events", "--until", until, "--filter", "colour=red")
+	})
+
 	t.Run("restart policy", func(t *testing.T) {
 		_, dk := clis(t)
 		dk.ok("run", "-d", "--name", "flaky", "--restart", "on-failure:2", "demo/busybox", "sh", "-c", "exit 1")
