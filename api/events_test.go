@@ -45,7 +45,9 @@ func ev(sec int, id, name, action string, labels ...string) backend.Event {
 	return backend.Event{ID: id, Name: name, Image: "demo/busybox", Action: action, Attributes: attrs, Time: t0.Add(time.Duration(sec) * time.Second)}
 }
 
-func stamp(sec int) string { return fmt.Sprintf("%d.000000000", t0.Add(time.Duration(sec)*time.Second).Unix()) }
+func stamp(sec int) string {
+	return fmt.Sprintf("%d.000000000", t0.Add(time.Duration(sec)*time.Second).Unix())
+}
 
 // Past events with since and until, through every filter docker's CLI
 // sends.
