@@ -33,6 +33,7 @@ type Backends struct {
 	Secrets    SecretBackend  // /secrets/*, /configs/*
 	Networks   NetworkBackend
 	Events     EventBackend // GET /events
+	Volumes    VolumeBackend
 }
 
 // Server is the Docker Engine API handler.
@@ -73,6 +74,9 @@ func New(b Backends, log *slog.Logger) *Server {
 	}
 	if b.Events != nil {
 		s.registerEventRoutes()
+	}
+	if b.Volumes != nil {
+		s.registerVolumeRoutes()
 	}
 	return s
 }

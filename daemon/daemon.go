@@ -190,6 +190,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Daemon, error) {
 		Secrets:    d.cluster,
 		Networks:   d.network,
 		Events:     d.containers,
+		Volumes:    d.containers,
 	}, log.With("component", "api"))
 	return d, nil
 }

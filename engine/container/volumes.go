@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/moby/moby/api/types/mount"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -22,7 +23,7 @@ type volumes struct {
 }
 
 // ensure creates volume name if missing; created reports a new volume.
-func (v *volumes) ensure(name string) (path string, created bool, err error) {
+func (v *volumes) ensure(name string, meta volumeMeta) (path string, created bool, err error) {
 	if !runtime.ValidVolumeName(name) {
 		return "", false, errdefs.InvalidParameter("invalid volume name %q", name)
 	}
@@ -33,6 +34,13 @@ func (v *volumes) ensure(name string) (path string, created bool, err error) {
 		return data, false, nil
 	}
 	if err := os.MkdirAll(data, 0o755); err != nil {
+		return "", false, errdefs.System("creating volume %s: %v", name, err)
+	}
+	if meta.CreatedAt.IsZero() {
+		meta.CreatedAt = time.Now().UTC()
+	}
+	if err := writeVolumeMeta(filepath.Join(v.root, name), meta); err != nil {
+		os.RemoveAll(filepath.Join(v.root, name))
 		return "", false, errdefs.System("creating volume %s: %v", name, err)
 	}
 	return data, true, nil
@@ -63,7 +71,7 @@ func (s *Service) prepareMounts(rootfs string, ms []runtime.Mount) ([]specs.Moun
 				}
 			}
 		case mount.TypeVolume:
-			p, created, err := s.vols.ensure(m.Source)
+			p, created, err := s.vols.ensure(m.Source, volumeMeta{Anonymous: m.Anonymous})
 			if err != nil {
 				return nil, err
 			}

@@ -157,6 +157,30 @@ func TestEngine(t *testing.T) {
 		dk.fails("invalid filter", "events", "--until", until, "--filter", "colour=red")
 	})
 
+	t.Run("volumes", func(t *testing.T) {
+		sh, dk := clis(t)
+		t.Cleanup(func() { dk.run("rm", "-f", "volwriter"); dk.run("volume", "rm", "-f", "shared") })
+		if out := strings.TrimSpace(sh.ok("volume", "create", "--label", "team=a", "shared")); out != "shared" {
+			t.Fatalf("volume create printed %q", out)
+		}
+		if out := dk.ok("volume", "ls", "--filter", "label=team=a", "--format", "{{.Driver}} {{.Name}}"); out != "local shared\n" {
+			t.Fatalf("volume ls: %q", out)
+		}
+		dk.ok("run", "--rm", "-v", "shared:/data", "demo/busybox", "sh", "-c", "echo kept > /data/f")
+		if out := sh.ok("run", "--rm", "-v", "shared:/data", "demo/busybox", "cat", "/data/f"); out != "kept\n" {
+			t.Fatalf("data in the volume: %q", out)
+		}
+		dk.ok("run", "-d", "--name", "volwriter", "-v", "shared:/data", "demo/busybox", "sleep", "300")
+		dk.fails("volume is in use", "volume", "rm", "shared")
+		sh.fails("volume is in use", "volume", "rm", "shared")
+		if out := dk.ok("volume", "inspect", "-f", "{{.Labels.team}} {{.Scope}}", "shared"); out != "a local\n" {
+			t.Fatalf("volume inspect: %q", out)
+		}
+		dk.ok("rm", "-f", "volwriter")
+		dk.ok("volume", "rm", "shared")
+		dk.fails("no such volume", "volume", "inspect", "shared")
+	})
+
 	t.Run("restart policy", func(t *testing.T) {
 		_, dk := clis(t)
 		dk.ok("run", "-d", "--name", "flaky", "--restart", "on-failure:2", "demo/busybox", "sh", "-c", "exit 1")
