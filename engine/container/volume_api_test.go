@@ -71,7 +71,10 @@ func TestVolumeAPI(t *testing.T) {
 		is   func(error) bool
 	}{
 		{"unknown filter", func() error { _, err := s.VolumeList(ctx, filters.NewArgs(filters.Arg("colour", "red"))); return err }(), errdefs.IsInvalidParameter},
-		{"bad dangling", func() error { _, err := s.VolumeList(ctx, filters.NewArgs(filters.Arg("dangling", "maybe"))); return err }(), errdefs.IsInvalidParameter},
+		{"bad dangling", func() error {
+			_, err := s.VolumeList(ctx, filters.NewArgs(filters.Arg("dangling", "maybe")))
+			return err
+		}(), errdefs.IsInvalidParameter},
 		{"bad name", func() error { _, err := s.VolumeCreate(ctx, volume.CreateRequest{Name: "a/b"}); return err }(), errdefs.IsInvalidParameter},
 		{"other driver", func() error { _, err := s.VolumeCreate(ctx, volume.CreateRequest{Driver: "nfs"}); return err }(), errdefs.IsNotFound},
 		{"driver options", func() error {
