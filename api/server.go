@@ -34,6 +34,7 @@ type Backends struct {
 	Networks   NetworkBackend
 	Events     EventBackend // GET /events
 	Volumes    VolumeBackend
+	Archive    ArchiveBackend // docker cp
 }
 
 // Server is the Docker Engine API handler.
@@ -77,6 +78,9 @@ func New(b Backends, log *slog.Logger) *Server {
 	}
 	if b.Volumes != nil {
 		s.registerVolumeRoutes()
+	}
+	if b.Archive != nil {
+		s.registerArchiveRoutes()
 	}
 	return s
 }

@@ -191,6 +191,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Daemon, error) {
 		Networks:   d.network,
 		Events:     d.containers,
 		Volumes:    d.containers,
+		Archive:    d.containers,
 	}, log.With("component", "api"))
 	return d, nil
 }

@@ -181,6 +181,38 @@ func TestEngine(t *testing.T) {
 		dk.fails("no such volume", "volume", "inspect", "shared")
 	})
 
+	t.Run("cp", func(t *testing.T) {
+		sh, dk := clis(t)
+		t.Cleanup(func() { dk.run("rm", "-f", "copier") })
+		local := t.TempDir()
+		os.MkdirAll(filepath.Join(local, "tree", "sub"), 0o755)
+		os.WriteFile(filepath.Join(local, "tree", "a.txt"), []byte("alpha\n"), 0o644)
+		os.WriteFile(filepath.Join(local, "tree", "sub", "b.txt"), []byte("beta\n"), 0o644)
+		dk.ok("run", "-d", "--name", "copier", "-v", "cpvol:/vol", "demo/busybox", "sleep", "300")
+		t.Cleanup(func() { dk.run("volume", "rm", "-f", "cpvol") })
+		for i, c := range []*cli{dk, sh} {
+			dst := fmt.Sprintf("/tmp/in%d", i)
+			c.ok("cp", filepath.Join(local, "tree"), "copier:"+dst)
+			c.ok("cp", filepath.Join(local, "tree", "a.txt"), "copier:/vol/")
+			if out := dk.ok("exec", "copier", "cat", dst+"/a.txt", dst+"/sub/b.txt", "/vol/a.txt"); out != "alpha\nbeta\nalpha\n" {
+				t.Fatalf("%s cp into the container: %q", c.bin, out)
+			}
+			back := filepath.Join(local, fmt.Sprint("back", i))
+			c.ok("cp", "copier:"+dst, back)
+			if b, err := os.ReadFile(filepath.Join(back, "sub", "b.txt")); err != nil || string(b) != "beta\n" {
+				t.Fatalf("%s cp out of the container: %q %v", c.bin, b, err)
+			}
+			c.fails("Could not find the file", "cp", "copier:/no/such/file", local)
+		}
+		// A stopped container's files too (its rootfs is mounted for the
+		// copy, then not any more).
+		dk.ok("stop", "-t", "0", "copier")
+		dk.ok("cp", filepath.Join(local, "tree", "a.txt"), "copier:/stopped.txt")
+		if out := sh.ok("cp", "copier:/stopped.txt", "-"); !strings.Contains(out, "alpha") {
+			t.Fatalf("cp - of a stopped container: %q", out)
+		}
+	})
+
 	t.Run("restart policy", func(t *testing.T) {
 		_, dk := clis(t)
 		dk.ok("run", "-d", "--name", "flaky", "--restart", "on-failure:2", "demo/busybox", "sh", "-c", "exit 1")

@@ -1,0 +1,320 @@
+package container
+
+import (
+	"archive/tar"
+	"context"
+	"errors"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/mount"
+
+	"github.com/shoal/shoal/engine/runtime"
+	"github.com/shoal/shoal/errdefs"
+)
+
+// `docker cp`: the archive endpoints read and write a container's files
+// from the host. A path resolves to the container's root filesystem (its
+// overlay, mounted for the time of the call if the container does not
+// run), or to the host side of the bind mount or volume it lies in, or to
+// the hostname/hosts/resolv.conf the engine writes; always inside that
+// base, symlinks resolved as the container would see them. tmpfs mounts
+// live only in the container and are refused.
+
+// hostPath resolves ctrPath for c, whose op lock the caller holds.
+// cleanup undoes a temporary rootfs mount.
+func (s *Service) hostPath(ctx context.Context, c *ctr, ctrPath string) (p string, cleanup func(), err error) {
+	if !path.IsAbs(ctrPath) {
+		return "", nil, errdefs.InvalidParameter("path %q is not absolute", ctrPath)
+	}
+	clean := path.Clean(ctrPath)
+	c.mu.Lock()
+	mounts := append([]runtime.Mount(nil), c.rec.Mounts...)
+	imageID, mounted := c.rec.Image, c.mounted
+	c.mu.Unlock()
+
+	// The innermost mount holding the path.
+	var best *runtime.Mount
+	for i := range mounts {
+		m := &mounts[i]
+		if clean == m.Destination || strings.HasPrefix(clean, strings.TrimSuffix(m.Destination, "/")+"/") {
+			if best == nil || len(m.Destination) > len(best.Destination) {
+				best = m
+			}
+		}
+	}
+	if best != nil {
+		rel := strings.TrimPrefix(clean, best.Destination)
+		switch best.Type {
+		case mount.TypeBind:
+			p, err := runtime.SecureJoin(best.Source, rel)
+			return p, func() {}, err
+		case mount.TypeVolume:
+			p, err := runtime.SecureJoin(s.vols.path(best.Source), rel)
+			return p, func() {}, err
+		default:
+			return "", nil, errdefs.InvalidParameter("%s is on a %s mount, which only the container sees", ctrPath, best.Type)
+		}
+	}
+	for _, f := range []struct{ dest, name string }{{"/etc/hostname", hostnameFile}, {"/etc/hosts", hostsFile}, {"/etc/resolv.conf", resolvFile}} {
+		if clean == f.dest {
+			if p := filepath.Join(c.bundle, f.name); fileExists(p) {
+				return p, func() {}, nil
+			}
+		}
+	}
+
+	cleanup = func() {}
+	if !mounted {
+		img, err := s.cfg.Images.Get(ctx, imageID)
+		if err != nil {
+			return "", nil, err
+		}
+		if err := mountRootfs(c.dir, img.LayerDirs); err != nil {
+			return "", nil, err
+		}
+		c.mu.Lock()
+		c.mounted = true
+		c.mu.Unlock()
+		cleanup = func() { s.unmount(c) }
+	}
+	p, err = runtime.SecureJoin(filepath.Join(c.dir, rootfsDir), clean)
+	if err != nil {
+		cleanup()
+		return "", nil, err
+	}
+	return p, cleanup, nil
+}
+
+func fileExists(p string) bool { _, err := os.Lstat(p); return err == nil }
+
+// statPath is docker's PathStat of host path p shown as ctrPath.
+func statPath(p, ctrPath string) (*container.PathStat, error) {
+	fi, err := os.Lstat(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, errdefs.NotFound("Could not find the file %s in container", ctrPath)
+	}
+	if err != nil {
+		return nil, errdefs.System("stat %s: %v", ctrPath, err)
+	}
+	st := &container.PathStat{Name: path.Base(ctrPath), Size: fi.Size(), Mode: fi.Mode(), Mtime: fi.ModTime()}
+	if fi.Mode()&fs.ModeSymlink != 0 {
+		st.LinkTarget, _ = os.Readlink(p)
+	}
+	return st, nil
+}
+
+// ArchiveStat is HEAD /containers/{id}/archive.
+func (s *Service) ArchiveStat(ctx context.Context, ref, ctrPath string) (*container.PathStat, error) {
+	c, err := s.lookup(ref)
+	if err != nil {
+		return nil, err
+	}
+	c.op.Lock()
+	defer c.op.Unlock()
+	p, cleanup, err := s.hostPath(ctx, c, ctrPath)
+	if err != nil {
+		return nil, err
+	}
+	defer cleanup()
+	return statPath(p, ctrPath)
+}
+
+// ArchiveGet is GET /containers/{id}/archive: a tar of the path (a file,
+// or a directory with its content), named by the path's last element.
+func (s *Service) ArchiveGet(ctx context.Context, ref, ctrPath string) (io.ReadCloser, *container.PathStat, error) {
+	c, err := s.lookup(ref)
+	if err != nil {
+		return nil, nil, err
+	}
+	c.op.Lock()
+	p, cleanup, err := s.hostPath(ctx, c, ctrPath)
+	if err != nil {
+		c.op.Unlock()
+		return nil, nil, err
+	}
+	st, err := statPath(p, ctrPath)
+	if err != nil {
+		cleanup()
+		c.op.Unlock()
+		return nil, nil, err
+	}
+	pr, pw := io.Pipe()
+	go func() {
+		defer c.op.Unlock()
+		defer cleanup()
+		pw.CloseWithError(writeTar(pw, p, st.Name))
+	}()
+	return pr, st, nil
+}
+
+// writeTar archives host path p as name (recursively for a directory).
+// Symlinks are archived as links, never followed.
+func writeTar(w io.Writer, p, name string) error {
+	tw := tar.NewWriter(w)
+	err := filepath.WalkDir(p, func(fp string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(p, fp)
+		link := ""
+		if fi.Mode()&fs.ModeSymlink != 0 {
+			link, _ = os.Readlink(fp)
+		}
+		h, err := tar.FileInfoHeader(fi, link)
+		if err != nil {
+			return err
+		}
+		h.Name = filepath.ToSlash(filepath.Join(name, rel))
+		if fi.IsDir() {
+			h.Name += "/"
+		}
+		h.Uname, h.Gname = "", ""
+		if err := tw.WriteHeader(h); err != nil {
+			return err
+		}
+		if fi.Mode().IsRegular() {
+			f, err := os.Open(fp)
+			if err != nil {
+				return err
+			}
+			_, err = io.Copy(tw, f)
+			f.Close()
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return tw.Close()
+}
+
+// ArchivePut is PUT /containers/{id}/archive: extracts a tar into the
+// directory at ctrPath. Files belong to the container's root unless
+// copyUIDGID keeps the archive's owners; noOverwriteDirNonDir refuses to
+// replace a directory with a file or the reverse.
+func (s *Service) ArchivePut(ctx context.Context, ref, ctrPath string, noOverwriteDirNonDir, copyUIDGID bool, in io.Reader) error {
+	c, err := s.lookup(ref)
+	if err != nil {
+		return err
+	}
+	c.op.Lock()
+	defer c.op.Unlock()
+	c.mu.Lock()
+	readOnly := c.rec.HostConfig != nil && c.rec.HostConfig.ReadonlyRootfs
+	c.mu.Unlock()
+	dir, cleanup, err := s.hostPath(ctx, c, ctrPath)
+	if err != nil {
+		return err
+	}
+	defer cleanup()
+	if fi, err := os.Stat(dir); err != nil {
+		return errdefs.NotFound("Could not find the file %s in container", ctrPath)
+	} else if !fi.IsDir() {
+		return errdefs.InvalidParameter("extraction point is not a directory: %s", ctrPath)
+	}
+	rootfs := filepath.Join(c.dir, rootfsDir)
+	if readOnly && (dir == rootfs || strings.HasPrefix(dir, rootfs+string(filepath.Separator))) {
+		return errdefs.Forbidden("container rootfs is marked read-only")
+	}
+	return extractTar(in, dir, noOverwriteDirNonDir, copyUIDGID)
+}
+
+// extractTar unpacks r under dir, every entry kept inside dir.
+func extractTar(r io.Reader, dir string, noOverwriteDirNonDir, copyUIDGID bool) error {
+	tr := tar.NewReader(r)
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return errdefs.InvalidParameter("reading the archive: %v", err)
+		}
+		name := path.Clean("/" + h.Name)
+		if name == "/" {
+			continue
+		}
+		target, err := runtime.SecureJoin(dir, name)
+		if err != nil {
+			return err
+		}
+		if fi, err := os.Lstat(target); err == nil {
+			isDir := h.Typeflag == tar.TypeDir
+			if noOverwriteDirNonDir && fi.IsDir() != isDir {
+				return errdefs.InvalidParameter("cannot overwrite %s %q with %s", kind(fi.IsDir()), name, kind(isDir))
+			}
+			if !(fi.IsDir() && isDir) {
+				if err := os.RemoveAll(target); err != nil {
+					return errdefs.System("replacing %s: %v", name, err)
+				}
+			}
+		}
+		if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
+			return errdefs.System("extracting %s: %v", name, err)
+		}
+		mode := h.FileInfo().Mode()
+		switch h.Typeflag {
+		case tar.TypeDir:
+			if err := os.MkdirAll(target, mode.Perm()); err != nil {
+				return errdefs.System("extracting %s: %v", name, err)
+			}
+		case tar.TypeReg:
+			f, err := os.OpenFile(target, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, mode.Perm())
+			if err != nil {
+				return errdefs.System("extracting %s: %v", name, err)
+			}
+			_, err = io.Copy(f, tr)
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+			if err != nil {
+				return errdefs.System("extracting %s: %v", name, err)
+			}
+		case tar.TypeSymlink:
+			if err := os.Symlink(h.Linkname, target); err != nil {
+				return errdefs.System("extracting %s: %v", name, err)
+			}
+		case tar.TypeLink:
+			src, err := runtime.SecureJoin(dir, path.Clean("/"+h.Linkname))
+			if err != nil {
+				return err
+			}
+			if err := os.Link(src, target); err != nil {
+				return errdefs.System("extracting %s: %v", name, err)
+			}
+		default:
+			continue // devices, fifos: not through docker cp here
+		}
+		uid, gid := 0, 0
+		if copyUIDGID {
+			uid, gid = h.Uid, h.Gid
+		}
+		if err := os.Lchown(target, uid, gid); err != nil {
+			return errdefs.System("extracting %s: %v", name, err)
+		}
+		if h.Typeflag != tar.TypeSymlink {
+			if err := os.Chmod(target, mode.Perm()|mode&(fs.ModeSetuid|fs.ModeSetgid|fs.ModeSticky)); err != nil {
+				return errdefs.System("extracting %s: %v", name, err)
+			}
+			_ = os.Chtimes(target, h.ModTime, h.ModTime)
+		}
+	}
+}
+
+func kind(dir bool) string {
+	if dir {
+		return "directory"
+	}
+	return "non-directory"
+}
