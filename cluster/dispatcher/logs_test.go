@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moby/moby/api/types/swarm"
+
 	"github.com/shoal/shoal/cluster/dispatcher/wire"
 	"github.com/shoal/shoal/errdefs"
 	"github.com/shoal/shoal/internal/testutil"
@@ -203,6 +205,9 @@ func TestLogsRefusals(t *testing.T) {
 func TestLogsNodeWithoutSession(t *testing.T) {
 	e := newEnv(t, twoNodes)
 	s, _ := e.open("n1", wire.SessionRequest{})
+	// n1 starts DOWN in the store: see it READY first, or the wait for
+	// DOWN below could pass before anything happened.
+	e.waitNode("n1", swarm.NodeStateReady)
 	if _, err := e.d.SubscribeLogs("n2", []string{"t3"}, wire.LogOptions{}, newSink()); !errdefs.IsUnavailable(err) {
 		t.Fatalf("never connected: %v", err)
 	}
