@@ -17,6 +17,9 @@ type ArchiveBackend interface {
 	ArchiveStat(ctx context.Context, ref, path string) (*container.PathStat, error)
 	ArchiveGet(ctx context.Context, ref, path string) (io.ReadCloser, *container.PathStat, error)
 	ArchivePut(ctx context.Context, ref, path string, noOverwriteDirNonDir, copyUIDGID bool, in io.Reader) error
+	// Changes is `docker diff`; Export is `docker export`.
+	Changes(ctx context.Context, ref string) ([]container.FilesystemChange, error)
+	Export(ctx context.Context, ref string) (io.ReadCloser, error)
 }
 
 // pathStatHeader carries a PathStat, base64 JSON, as dockerd sends it.
@@ -68,6 +71,24 @@ func (s *Server) registerArchiveRoutes() {
 		if err := setPathStat(w, st); err != nil {
 			return err
 		}
+		w.Header().Set("Content-Type", "application/x-tar")
+		w.WriteHeader(http.StatusOK)
+		_, _ = io.Copy(w, rc)
+		return nil
+	})
+	s.Handle("GET /containers/{id}/changes", func(w http.ResponseWriter, r *http.Request) error {
+		ch, err := b.Changes(r.Context(), r.PathValue("id"))
+		if err != nil {
+			return err
+		}
+		return WriteJSON(w, http.StatusOK, ch)
+	})
+	s.Handle("GET /containers/{id}/export", func(w http.ResponseWriter, r *http.Request) error {
+		rc, err := b.Export(r.Context(), r.PathValue("id"))
+		if err != nil {
+			return err
+		}
+		defer rc.Close()
 		w.Header().Set("Content-Type", "application/x-tar")
 		w.WriteHeader(http.StatusOK)
 		_, _ = io.Copy(w, rc)

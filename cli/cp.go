@@ -211,3 +211,58 @@ func extractLocal(r io.Reader, dir, root, rename string) error {
 		}
 	}
 }
+
+// newDiffCommand is docker's `diff`: the container's filesystem changes.
+func newDiffCommand(c *CLI) *cobra.Command {
+	return &cobra.Command{
+		Use:   "diff CONTAINER",
+		Short: "Inspect changes to files or directories on a container's filesystem",
+		Args:  exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cl, err := c.Client()
+			if err != nil {
+				return err
+			}
+			res, err := cl.ContainerDiff(cmd.Context(), args[0], client.ContainerDiffOptions{})
+			if err != nil {
+				return err
+			}
+			for _, ch := range res.Changes {
+				fmt.Fprintln(c.Out, ch.Kind.String(), ch.Path)
+			}
+			return nil
+		},
+	}
+}
+
+// newExportCommand is docker's `export`: the container's filesystem as a
+// tar archive.
+func newExportCommand(c *CLI) *cobra.Command {
+	var output string
+	cmd := &cobra.Command{
+		Use:   "export [OPTIONS] CONTAINER",
+		Short: "Export a container's filesystem as a tar archive",
+		Args:  exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if output == "" && isTerminal(c.Out) {
+				return errors.New("cowardly refusing to save to a terminal. Use the -o flag or redirect")
+			}
+			cl, err := c.Client()
+			if err != nil {
+				return err
+			}
+			rc, err := cl.ContainerExport(cmd.Context(), args[0], client.ContainerExportOptions{})
+			if err != nil {
+				return err
+			}
+			defer rc.Close()
+			if output == "" {
+				_, err := io.Copy(c.Out, rc)
+				return err
+			}
+			return writeFileAtomic(output, rc)
+		},
+	}
+	cmd.Flags().StringVarP(&output, "output", "o", "", "Write to a file, instead of STDOUT")
+	return cmd
+}

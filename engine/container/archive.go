@@ -10,6 +10,7 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/mount"
@@ -35,7 +36,6 @@ func (s *Service) hostPath(ctx context.Context, c *ctr, ctrPath string) (p strin
 	clean := path.Clean(ctrPath)
 	c.mu.Lock()
 	mounts := append([]runtime.Mount(nil), c.rec.Mounts...)
-	imageID, mounted := c.rec.Image, c.mounted
 	c.mu.Unlock()
 
 	// The innermost mount holding the path.
@@ -69,7 +69,26 @@ func (s *Service) hostPath(ctx context.Context, c *ctr, ctrPath string) (p strin
 		}
 	}
 
-	cleanup = func() {}
+	root, cleanup, err := s.rootfsPath(ctx, c)
+	if err != nil {
+		return "", nil, err
+	}
+	p, err = runtime.SecureJoin(root, clean)
+	if err != nil {
+		cleanup()
+		return "", nil, err
+	}
+	return p, cleanup, nil
+}
+
+// rootfsPath returns c's mounted root filesystem, mounting it for the
+// caller (who holds c.op) when the container does not run; cleanup undoes
+// that.
+func (s *Service) rootfsPath(ctx context.Context, c *ctr) (string, func(), error) {
+	c.mu.Lock()
+	imageID, mounted := c.rec.Image, c.mounted
+	c.mu.Unlock()
+	cleanup := func() {}
 	if !mounted {
 		img, err := s.cfg.Images.Get(ctx, imageID)
 		if err != nil {
@@ -83,12 +102,7 @@ func (s *Service) hostPath(ctx context.Context, c *ctr, ctrPath string) (p strin
 		c.mu.Unlock()
 		cleanup = func() { s.unmount(c) }
 	}
-	p, err = runtime.SecureJoin(filepath.Join(c.dir, rootfsDir), clean)
-	if err != nil {
-		cleanup()
-		return "", nil, err
-	}
-	return p, cleanup, nil
+	return filepath.Join(c.dir, rootfsDir), cleanup, nil
 }
 
 func fileExists(p string) bool { _, err := os.Lstat(p); return err == nil }
@@ -166,6 +180,9 @@ func writeTar(w io.Writer, p, name string) error {
 			return err
 		}
 		rel, _ := filepath.Rel(p, fp)
+		if name == "" && rel == "." {
+			return nil // an export: entries relative to the root
+		}
 		link := ""
 		if fi.Mode()&fs.ModeSymlink != 0 {
 			link, _ = os.Readlink(fp)
@@ -317,4 +334,90 @@ func kind(dir bool) string {
 		return "directory"
 	}
 	return "non-directory"
+}
+
+// Changes is GET /containers/{id}/changes (`docker diff`): what the
+// container's writable layer holds against its image, from the overlay's
+// upper directory: whiteouts are deletions, paths the image has are
+// changes, the rest additions. The files the engine mounts over
+// (hostname, hosts, resolv.conf) are not the container's changes.
+func (s *Service) Changes(ctx context.Context, ref string) ([]container.FilesystemChange, error) {
+	c, err := s.lookup(ref)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	imageID := c.rec.Image
+	c.mu.Unlock()
+	img, err := s.cfg.Images.Get(ctx, imageID)
+	if err != nil {
+		return nil, err
+	}
+	upper := filepath.Join(c.dir, upperDir)
+	inImage := func(rel string) bool {
+		for _, l := range img.LayerDirs {
+			if fileExists(filepath.Join(l, rel)) {
+				return true
+			}
+		}
+		return false
+	}
+	skip := map[string]bool{"/etc/hostname": true, "/etc/hosts": true, "/etc/resolv.conf": true}
+	out := []container.FilesystemChange{}
+	err = filepath.WalkDir(upper, func(fp string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
+			return err
+		}
+		rel, _ := filepath.Rel(upper, fp)
+		if rel == "." {
+			return nil
+		}
+		p := "/" + filepath.ToSlash(rel)
+		if skip[p] {
+			return nil
+		}
+		kind := container.ChangeAdd
+		if fi, err := d.Info(); err == nil && fi.Mode()&fs.ModeCharDevice != 0 && isWhiteout(fi) {
+			kind = container.ChangeDelete
+		} else if inImage(rel) {
+			kind = container.ChangeModify
+		}
+		out = append(out, container.FilesystemChange{Kind: kind, Path: p})
+		return nil
+	})
+	if err != nil {
+		return nil, errdefs.System("reading the changes of %s: %v", ref, err)
+	}
+	return out, nil
+}
+
+// isWhiteout: overlay marks a deleted lower file with a 0:0 char device.
+func isWhiteout(fi fs.FileInfo) bool {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	return ok && st.Rdev == 0
+}
+
+// Export is GET /containers/{id}/export: a tar of the container's whole
+// filesystem as it sees it (without its mounts).
+func (s *Service) Export(ctx context.Context, ref string) (io.ReadCloser, error) {
+	c, err := s.lookup(ref)
+	if err != nil {
+		return nil, err
+	}
+	c.op.Lock()
+	root, cleanup, err := s.rootfsPath(ctx, c)
+	if err != nil {
+		c.op.Unlock()
+		return nil, err
+	}
+	pr, pw := io.Pipe()
+	go func() {
+		defer c.op.Unlock()
+		defer cleanup()
+		pw.CloseWithError(writeTar(pw, root, ""))
+	}()
+	return pr, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -211,6 +212,25 @@ func TestEngine(t *testing.T) {
 		if out := sh.ok("cp", "copier:/stopped.txt", "-"); !strings.Contains(out, "alpha") {
 			t.Fatalf("cp - of a stopped container: %q", out)
 		}
+	})
+
+	t.Run("diff and export", func(t *testing.T) {
+		sh, dk := clis(t)
+		t.Cleanup(func() { dk.run("rm", "-f", "changer") })
+		dk.ok("run", "--name", "changer", "demo/busybox", "sh", "-c", "echo x > /newfile; rm /bin/vi; echo z >> /etc/passwd")
+		want := "C /bin\nD /bin/vi\nC /etc\nC /etc/passwd\nA /newfile\n"
+		for _, c := range []*cli{dk, sh} {
+			if out := c.ok("diff", "changer"); out != want {
+				t.Fatalf("%s diff:\n%s\nwant:\n%s", c.bin, out, want)
+			}
+			tarball := filepath.Join(t.TempDir(), "fs.tar")
+			c.ok("export", "-o", tarball, "changer")
+			out, err := exec.Command("tar", "tf", tarball).Output()
+			if err != nil || !strings.Contains(string(out), "\nnewfile\n") || strings.Contains(string(out), "bin/vi\n") || !strings.HasPrefix(string(out), "bin/\n") {
+				t.Fatalf("%s export: %v\n%.300s", c.bin, err, out)
+			}
+		}
+		dk.fails("No such container", "diff", "nosuch")
 	})
 
 	t.Run("restart policy", func(t *testing.T) {
