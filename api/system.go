@@ -4,7 +4,11 @@ import (
 	"context"
 	"net/http"
 
+	"github.com/moby/moby/api/types/build"
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/image"
 	"github.com/moby/moby/api/types/system"
+	"github.com/moby/moby/api/types/volume"
 )
 
 // SystemBackend answers the node-wide queries.
@@ -16,6 +20,18 @@ type SystemBackend interface {
 	// SwarmState is the Swarm header of /_ping: "inactive", "pending",
 	// "error", "locked", "active/worker" or "active/manager".
 	SwarmState() string
+	// DiskUsage is GET /system/df.
+	DiskUsage(ctx context.Context) (*DiskUsage, error)
+}
+
+// DiskUsage is GET /system/df's answer in the layout API versions up to
+// 1.51 use (1.52 regrouped it).
+type DiskUsage struct {
+	LayersSize int64
+	Images     []*image.Summary
+	Containers []*container.Summary
+	Volumes    []*volume.Volume
+	BuildCache []*build.CacheRecord
 }
 
 func (s *Server) registerSystemRoutes() {
@@ -43,6 +59,13 @@ func (s *Server) registerSystemRoutes() {
 	}
 	s.Handle("GET /version", func(w http.ResponseWriter, r *http.Request) error {
 		return WriteJSON(w, http.StatusOK, s.b.System.Version(r.Context()))
+	})
+	s.Handle("GET /system/df", func(w http.ResponseWriter, r *http.Request) error {
+		du, err := s.b.System.DiskUsage(r.Context())
+		if err != nil {
+			return err
+		}
+		return WriteJSON(w, http.StatusOK, du)
 	})
 	s.Handle("GET /info", func(w http.ResponseWriter, r *http.Request) error {
 		info, err := s.b.System.Info(r.Context())

@@ -171,6 +171,11 @@ func (s *Service) List(ctx context.Context, opts backend.ListOptions) ([]contain
 		if !ok {
 			continue
 		}
+		if opts.Size {
+			// The writable layer (`ps -s`, `system df`); the image's
+			// size is not added in: SizeRootFs stays unset.
+			sum.SizeRw = dirSize(filepath.Join(c.dir, upperDir))
+		}
 		out = append(out, sum)
 		if opts.Limit > 0 && len(out) >= opts.Limit {
 			break

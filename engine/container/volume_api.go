@@ -255,3 +255,17 @@ func matchesAnyLabel(sel []string, labels map[string]string) bool {
 	}
 	return false
 }
+
+// VolumeUsage lists every volume with its size and how many containers
+// use it (`docker system df`).
+func (s *Service) VolumeUsage(ctx context.Context) ([]volume.Volume, error) {
+	res, err := s.VolumeList(ctx, filters.NewArgs())
+	if err != nil {
+		return nil, err
+	}
+	for i := range res.Volumes {
+		v := &res.Volumes[i]
+		v.UsageData = &volume.UsageData{Size: dirSize(v.Mountpoint), RefCount: int64(len(s.volumeUsers(v.Name)))}
+	}
+	return res.Volumes, nil
+}

@@ -584,3 +584,45 @@ func (s *Store) gcLocked() []digest.Digest {
 	}
 	return removed
 }
+
+// LayersSize is the size of every layer the store holds, each counted
+// once however many images share it (`docker system df`).
+func (s *Store) LayersSize() int64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var n int64
+	for _, m := range s.layers {
+		n += m.Size
+	}
+	return n
+}
+
+// SharedSizes returns, by image ID, the size of the image's layers that
+// other images use too (`docker system df`'s SHARED SIZE).
+func (s *Store) SharedSizes() map[string]int64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	refs := map[digest.Digest]int{}
+	for _, e := range s.images {
+		seen := map[digest.Digest]bool{}
+		for _, d := range e.diffIDs() {
+			if !seen[d] {
+				seen[d] = true
+				refs[d]++
+			}
+		}
+	}
+	out := make(map[string]int64, len(s.images))
+	for id, e := range s.images {
+		seen := map[digest.Digest]bool{}
+		var n int64
+		for _, d := range e.diffIDs() {
+			if !seen[d] && refs[d] > 1 {
+				n += s.layers[d].Size
+			}
+			seen[d] = true
+		}
+		out[id] = n
+	}
+	return out
+}

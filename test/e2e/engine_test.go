@@ -231,6 +231,18 @@ func TestEngine(t *testing.T) {
 			}
 		}
 		dk.fails("No such container", "diff", "nosuch")
+
+		// The container's writable layer shows in ps -s and system df.
+		if out := dk.ok("ps", "-a", "-s", "--filter", "name=changer", "--format", "{{.Size}}"); strings.HasPrefix(out, "0B") {
+			t.Fatalf("ps -s: %q", out)
+		}
+		out := dk.ok("system", "df", "--format", "{{.Type}} {{.TotalCount}}")
+		if !strings.Contains(out, "Images 3\n") || !strings.Contains(out, "Containers ") || !strings.Contains(out, "Local Volumes ") {
+			t.Fatalf("system df:\n%s", out)
+		}
+		if out := dk.ok("system", "df", "-v"); !strings.Contains(out, "changer") || !strings.Contains(out, "demo/busybox") {
+			t.Fatalf("system df -v:\n%s", out)
+		}
 	})
 
 	t.Run("restart policy", func(t *testing.T) {
