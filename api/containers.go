@@ -39,6 +39,9 @@ type ContainerBackend interface {
 	Stats(ctx context.Context, ref string) (*container.StatsResponse, error)
 	Prune(ctx context.Context, opts backend.ListOptions) (*container.PruneReport, error)
 
+	// Update is `docker update`: resources and restart policy.
+	Update(ctx context.Context, ref string, u container.UpdateConfig) (warnings []string, err error)
+
 	ExecCreate(ctx context.Context, ref string, req container.ExecCreateRequest) (string, error)
 	ExecStart(ctx context.Context, execID string, opts backend.ExecStartOptions) error
 	ExecInspect(ctx context.Context, execID string) (*container.ExecInspectResponse, error)
@@ -193,6 +196,17 @@ func (s *Server) registerContainerRoutes() {
 		return WriteJSON(w, http.StatusOK, resp)
 	})
 	s.Handle("GET /containers/{id}/stats", s.containerStats)
+	s.Handle("POST /containers/{id}/update", func(w http.ResponseWriter, r *http.Request) error {
+		var u container.UpdateConfig
+		if err := DecodeJSON(r, &u, false); err != nil {
+			return err
+		}
+		warnings, err := b.Update(r.Context(), r.PathValue("id"), u)
+		if err != nil {
+			return err
+		}
+		return WriteJSON(w, http.StatusOK, container.UpdateResponse{Warnings: warnings})
+	})
 	s.Handle("GET /containers/{id}/logs", s.containerLogs)
 	s.Handle("POST /containers/{id}/attach", s.containerAttach)
 	s.registerExecRoutes()

@@ -139,6 +139,9 @@ func (f *fakeContainers) Stats(ctx context.Context, ref string) (*container.Stat
 func (f *fakeContainers) Prune(ctx context.Context, o backend.ListOptions) (*container.PruneReport, error) {
 	return &container.PruneReport{ContainersDeleted: []string{"x"}}, nil
 }
+func (f *fakeContainers) Update(ctx context.Context, ref string, u container.UpdateConfig) ([]string, error) {
+	return nil, f.find(ref)
+}
 func (f *fakeContainers) ExecCreate(ctx context.Context, ref string, req container.ExecCreateRequest) (string, error) {
 	if ref == "tty" {
 		return "", errdefs.Conflict("Container tty is not running")

@@ -21,6 +21,8 @@ import (
 	runc "github.com/containerd/go-runc"
 	"golang.org/x/sys/unix"
 
+	"github.com/moby/moby/api/types/container"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/shoal/shoal/engine/runtime/shim"
 	"github.com/shoal/shoal/errdefs"
 )
@@ -459,4 +461,13 @@ func readLine(r io.Reader) (string, error) {
 		}
 	}
 	return string(line), errors.New("line too long")
+}
+
+// Update applies new resource limits to a running container (runc update).
+func (r *Runtime) Update(ctx context.Context, id string, res container.Resources) error {
+	var lr specs.LinuxResources
+	if err := setResources(&lr, res); err != nil {
+		return err
+	}
+	return r.runc.Update(ctx, id, &lr)
 }

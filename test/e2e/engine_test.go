@@ -245,6 +245,28 @@ func TestEngine(t *testing.T) {
 		}
 	})
 
+	t.Run("update", func(t *testing.T) {
+		sh, dk := clis(t)
+		t.Cleanup(func() { dk.run("rm", "-f", "updated") })
+		dk.ok("run", "-d", "--name", "updated", "--memory", "64m", "demo/busybox", "sleep", "300")
+		if out := strings.TrimSpace(dk.ok("update", "--memory", "96m", "--cpus", "0.5", "updated")); out != "updated" {
+			t.Fatalf("docker update printed %q", out)
+		}
+		sh.ok("update", "--pids-limit", "40", "--restart", "on-failure:2", "updated")
+		want := "100663296 500000000 40 on-failure:2\n"
+		if out := dk.ok("inspect", "-f", "{{.HostConfig.Memory}} {{.HostConfig.NanoCpus}} {{.HostConfig.PidsLimit}} {{.HostConfig.RestartPolicy.Name}}:{{.HostConfig.RestartPolicy.MaximumRetryCount}}", "updated"); out != want {
+			t.Fatalf("after update: %q, want %q", out, want)
+		}
+		// The running container's cgroup has the new limit.
+		if out := dk.ok("exec", "updated", "sh", "-c", "cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max"); strings.TrimSpace(out) != "100663296" {
+			t.Fatalf("cgroup memory limit: %q", out)
+		}
+		dk.fails("Minimum memory limit", "update", "--memory", "1k", "updated")
+		if out := dk.ok("inspect", "-f", "{{.HostConfig.Memory}}", "updated"); out != "100663296\n" {
+			t.Fatalf("a refused update changed the memory to %q", out)
+		}
+	})
+
 	t.Run("restart policy", func(t *testing.T) {
 		_, dk := clis(t)
 		dk.ok("run", "-d", "--name", "flaky", "--restart", "on-failure:2", "demo/busybox", "sh", "-c", "exit 1")
