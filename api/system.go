@@ -60,6 +60,14 @@ func (s *Server) registerSystemRoutes() {
 	s.Handle("GET /version", func(w http.ResponseWriter, r *http.Request) error {
 		return WriteJSON(w, http.StatusOK, s.b.System.Version(r.Context()))
 	})
+	// This engine has no builder, so no build cache (`docker system prune`
+	// and `builder prune` prune it too), and no plugins.
+	s.Handle("POST /build/prune", func(w http.ResponseWriter, r *http.Request) error {
+		return WriteJSON(w, http.StatusOK, build.CachePruneReport{CachesDeleted: []string{}})
+	})
+	s.Handle("GET /plugins", func(w http.ResponseWriter, r *http.Request) error {
+		return WriteJSON(w, http.StatusOK, []struct{}{})
+	})
 	s.Handle("GET /system/df", func(w http.ResponseWriter, r *http.Request) error {
 		du, err := s.b.System.DiskUsage(r.Context())
 		if err != nil {

@@ -243,6 +243,12 @@ func TestEngine(t *testing.T) {
 		if out := dk.ok("system", "df", "-v"); !strings.Contains(out, "changer") || !strings.Contains(out, "demo/busybox") {
 			t.Fatalf("system df -v:\n%s", out)
 		}
+		// system prune: stopped containers go (no builder: no build cache).
+		if out := dk.ok("system", "prune", "-f"); !strings.Contains(out, "Deleted Containers:") {
+			t.Fatalf("system prune: %q", out)
+		}
+		dk.fails("No such object", "inspect", "changer")
+		dk.ok("plugin", "ls")
 	})
 
 	t.Run("update", func(t *testing.T) {
