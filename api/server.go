@@ -35,6 +35,7 @@ type Backends struct {
 	Events     EventBackend // GET /events
 	Volumes    VolumeBackend
 	Archive    ArchiveBackend // docker cp
+	Commit     CommitBackend
 }
 
 // Server is the Docker Engine API handler.
@@ -81,6 +82,9 @@ func New(b Backends, log *slog.Logger) *Server {
 	}
 	if b.Archive != nil {
 		s.registerArchiveRoutes()
+	}
+	if b.Commit != nil {
+		s.registerCommitRoutes()
 	}
 	return s
 }

@@ -266,3 +266,38 @@ func newExportCommand(c *CLI) *cobra.Command {
 	cmd.Flags().StringVarP(&output, "output", "o", "", "Write to a file, instead of STDOUT")
 	return cmd
 }
+
+// newCommitCommand is docker's `commit`: a new image from a container's
+// changes.
+func newCommitCommand(c *CLI) *cobra.Command {
+	var author, message string
+	var changes []string
+	var pause bool
+	cmd := &cobra.Command{
+		Use:   "commit [OPTIONS] CONTAINER [REPOSITORY[:TAG]]",
+		Short: "Create a new image from a container's changes",
+		Args:  rangeArgs(1, 2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cl, err := c.Client()
+			if err != nil {
+				return err
+			}
+			o := client.ContainerCommitOptions{Comment: message, Author: author, Changes: changes, NoPause: !pause}
+			if len(args) == 2 {
+				o.Reference = args[1]
+			}
+			res, err := cl.ContainerCommit(cmd.Context(), args[0], o)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(c.Out, res.ID)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVarP(&author, "author", "a", "", `Author (e.g., "John Hannibal Smith <hannibal@a-team.com>")`)
+	f.StringArrayVarP(&changes, "change", "c", nil, "Apply Dockerfile instruction to the created image")
+	f.StringVarP(&message, "message", "m", "", "Commit message")
+	f.BoolVarP(&pause, "pause", "p", true, "Pause container during commit")
+	return cmd
+}

@@ -51,6 +51,6 @@ func containerCommands(c *CLI) []*cobra.Command {
 		newStopCommand(c, false), newStopCommand(c, true), newKillCommand(c), newRmCommand(c),
 		newLogsCommand(c), newExecCommand(c), newWaitCommand(c), newAttachCommand(c), newRenameCommand(c),
 		newTopCommand(c), newStatsCommand(c), newPauseCommand(c, true), newPauseCommand(c, false), newPortCommand(c),
-		newCpCommand(c), newDiffCommand(c), newExportCommand(c), newUpdateCommand(c),
+		newCpCommand(c), newDiffCommand(c), newExportCommand(c), newUpdateCommand(c), newCommitCommand(c),
 	}
 }

@@ -192,6 +192,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Daemon, error) {
 		Events:     d.containers,
 		Volumes:    d.containers,
 		Archive:    d.containers,
+		Commit:     d,
 	}, log.With("component", "api"))
 	return d, nil
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/mount"
+	"golang.org/x/sys/unix"
 
 	"github.com/shoal/shoal/engine/runtime"
 	"github.com/shoal/shoal/errdefs"
@@ -420,4 +421,95 @@ func (s *Service) Export(ctx context.Context, ref string) (io.ReadCloser, error)
 		pw.CloseWithError(writeTar(pw, root, ""))
 	}()
 	return pr, nil
+}
+
+// CommitSource is what `docker commit` takes from a container: its image,
+// its configuration, and its writable layer as a tar with OCI whiteouts.
+type CommitSource struct {
+	ImageID string
+	Config  container.Config
+	Layer   io.ReadCloser
+}
+
+// ChangesLayer is a container's writable layer as an image layer: the
+// overlay upper directory, whiteout devices as ".wh." files, opaque
+// directories marked ".wh..wh..opq"; without the files the engine mounts
+// over. The container should not change while it is read (pause it).
+func (s *Service) ChangesLayer(ctx context.Context, ref string) (*CommitSource, error) {
+	c, err := s.lookup(ref)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	src := &CommitSource{ImageID: c.rec.Image, Config: *c.rec.Config}
+	c.mu.Unlock()
+	upper := filepath.Join(c.dir, upperDir)
+	pr, pw := io.Pipe()
+	go func() { pw.CloseWithError(writeLayerTar(pw, upper)) }()
+	src.Layer = pr
+	return src, nil
+}
+
+func writeLayerTar(w io.Writer, upper string) error {
+	skip := map[string]bool{"etc/hostname": true, "etc/hosts": true, "etc/resolv.conf": true}
+	tw := tar.NewWriter(w)
+	err := filepath.WalkDir(upper, func(fp string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(upper, fp)
+		if rel == "." || skip[filepath.ToSlash(rel)] {
+			return nil
+		}
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		name := filepath.ToSlash(rel)
+		if fi.Mode()&fs.ModeCharDevice != 0 && isWhiteout(fi) {
+			return tw.WriteHeader(&tar.Header{Name: path.Join(path.Dir(name), ".wh."+path.Base(name)), Typeflag: tar.TypeReg, Mode: 0o600, ModTime: fi.ModTime()})
+		}
+		link := ""
+		if fi.Mode()&fs.ModeSymlink != 0 {
+			link, _ = os.Readlink(fp)
+		}
+		h, err := tar.FileInfoHeader(fi, link)
+		if err != nil {
+			return err
+		}
+		h.Name = name
+		if fi.IsDir() {
+			h.Name += "/"
+		}
+		h.Uname, h.Gname = "", ""
+		if err := tw.WriteHeader(h); err != nil {
+			return err
+		}
+		if fi.IsDir() && isOpaque(fp) {
+			if err := tw.WriteHeader(&tar.Header{Name: name + "/.wh..wh..opq", Typeflag: tar.TypeReg, Mode: 0o600, ModTime: fi.ModTime()}); err != nil {
+				return err
+			}
+		}
+		if fi.Mode().IsRegular() {
+			f, err := os.Open(fp)
+			if err != nil {
+				return err
+			}
+			_, err = io.Copy(tw, f)
+			f.Close()
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return tw.Close()
+}
+
+// isOpaque: overlay marks a directory that hides the lower ones' content.
+func isOpaque(dir string) bool {
+	buf := make([]byte, 1)
+	n, err := unix.Lgetxattr(dir, "trusted.overlay.opaque", buf)
+	return err == nil && n == 1 && buf[0] == 'y'
 }

@@ -251,6 +251,39 @@ func TestEngine(t *testing.T) {
 		dk.ok("plugin", "ls")
 	})
 
+	t.Run("commit", func(t *testing.T) {
+		sh, dk := clis(t)
+		t.Cleanup(func() {
+			dk.run("rm", "-f", "committed")
+			dk.run("rmi", "-f", "mine:dk", "mine:sh")
+		})
+		dk.ok("run", "-d", "--name", "committed", "-e", "FOO=bar", "demo/busybox", "sh", "-c", "echo made > /made; rm /bin/vi; sleep 300")
+		eventually(t, 10*time.Second, func() string {
+			if r := dk.run("exec", "committed", "cat", "/made"); r.Out != "made\n" {
+				return r.String()
+			}
+			return ""
+		})
+		dk.ok("commit", "-m", "from docker", "-c", `CMD ["cat","/made"]`, "committed", "mine:dk")
+		sh.ok("commit", "-m", "from shoal", "-c", `CMD ["cat","/made"]`, "committed", "mine:sh")
+		for _, img := range []string{"mine:dk", "mine:sh"} {
+			if out := dk.ok("run", "--rm", img); out != "made\n" {
+				t.Fatalf("%s runs: %q", img, out)
+			}
+			if out := dk.ok("run", "--rm", img, "sh", "-c", "echo $FOO; ls /bin/vi 2>&1; true"); !strings.HasPrefix(out, "bar\n") || !strings.Contains(out, "No such file") {
+				t.Fatalf("%s: env or deletion lost: %q", img, out)
+			}
+		}
+		if out := dk.ok("history", "--format", "{{.Comment}}", "mine:sh"); !strings.HasPrefix(out, "from shoal\n") {
+			t.Fatalf("history: %q", out)
+		}
+		// Paused for the commit, running again after.
+		if out := dk.ok("inspect", "-f", "{{.State.Status}}", "committed"); out != "running\n" {
+			t.Fatalf("after commit: %q", out)
+		}
+		dk.fails("No such container", "commit", "nosuch", "x:y")
+	})
+
 	t.Run("update", func(t *testing.T) {
 		sh, dk := clis(t)
 		t.Cleanup(func() { dk.run("rm", "-f", "updated") })
