@@ -313,7 +313,9 @@ func TestE2EExec(t *testing.T) {
 	if err := e.svc.ExecStart(ctx, ttyID, backend.ExecStartOptions{Stdout: &buf}); err != nil {
 		t.Fatal(err)
 	}
-	if got := buf.String(); !strings.HasPrefix(got, "20 60\r\n/dev/pts/") {
+	// Now and then the line ends come as "\r\r\n" (seen once in many CI
+	// runs; not understood yet): what matters here is the size and the tty.
+	if got := strings.ReplaceAll(buf.String(), "\r\r\n", "\r\n"); !strings.HasPrefix(got, "20 60\r\n/dev/pts/") {
 		t.Fatalf("tty exec output %q", got)
 	}
 	e.svc.Kill(ctx, id, "KILL")
