@@ -36,6 +36,7 @@ type Backends struct {
 	Volumes    VolumeBackend
 	Archive    ArchiveBackend // docker cp
 	Commit     CommitBackend
+	Auth       AuthBackend // docker login
 }
 
 // Server is the Docker Engine API handler.
@@ -85,6 +86,9 @@ func New(b Backends, log *slog.Logger) *Server {
 	}
 	if b.Commit != nil {
 		s.registerCommitRoutes()
+	}
+	if b.Auth != nil {
+		s.registerAuthRoutes()
 	}
 	return s
 }

@@ -193,6 +193,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger) (*Daemon, error) {
 		Volumes:    d.containers,
 		Archive:    d.containers,
 		Commit:     d,
+		Auth:       d.images,
 	}, log.With("component", "api"))
 	return d, nil
 }

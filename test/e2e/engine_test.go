@@ -398,6 +398,12 @@ func TestEngine(t *testing.T) {
 			t.Skip("lab has no registry")
 		}
 		ref := reg + "/e2e/busybox:1"
+		// The lab registry asks for no credentials: docker login passes,
+		// as against a registry:2 without auth; a dead one fails clearly.
+		if r := dk.runIn([]byte("secret\n"), "login", "-u", "bob", "--password-stdin", reg); r.Code != 0 || !strings.Contains(r.Out, "Login Succeeded") {
+			t.Fatalf("docker login: %s", r)
+		}
+		dk.fails("login to", "login", "-u", "bob", "-p", "x", "127.0.0.1:1")
 		dk.ok("tag", "demo/busybox", ref)
 		dk.ok("push", ref)
 		d2 := dockerCLI(t, n2)
