@@ -15,6 +15,8 @@ import (
 	"github.com/moby/moby/api/types/build"
 	"github.com/moby/moby/client"
 	"github.com/spf13/cobra"
+
+	"github.com/shoal/shoal/internal/tarutil"
 )
 
 // newBuildCommand is the classic (v1 builder) `build`: the context
@@ -135,31 +137,7 @@ func tarContext(dir string) (io.Reader, error) {
 		if err != nil {
 			return err
 		}
-		link := ""
-		if info.Mode()&fs.ModeSymlink != 0 {
-			if link, err = os.Readlink(path); err != nil {
-				return err
-			}
-		}
-		hdr, err := tar.FileInfoHeader(info, link)
-		if err != nil {
-			return err
-		}
-		hdr.Name = rel
-		hdr.Uid, hdr.Gid, hdr.Uname, hdr.Gname = 0, 0, "", ""
-		if err := tw.WriteHeader(hdr); err != nil {
-			return err
-		}
-		if info.Mode().IsRegular() {
-			f, err := os.Open(path)
-			if err != nil {
-				return err
-			}
-			_, err = io.Copy(tw, f)
-			f.Close()
-			return err
-		}
-		return nil
+		return tarutil.WriteEntry(tw, path, rel, info, func(h *tar.Header) { h.Uid, h.Gid = 0, 0 })
 	})
 	if err != nil {
 		return nil, err

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
@@ -14,6 +13,8 @@ import (
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/moby/moby/client"
 	"github.com/spf13/cobra"
+
+	"github.com/shoal/shoal/internal/tarutil"
 )
 
 // newCpCommand is docker's `cp` between a container and this machine
@@ -116,48 +117,7 @@ func copyToContainer(cmd *cobra.Command, c *CLI, cl *client.Client, src, ctr, ds
 }
 
 // tarLocal archives local path p under the name name.
-func tarLocal(w io.Writer, p, name string) error {
-	tw := tar.NewWriter(w)
-	err := filepath.WalkDir(p, func(fp string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		fi, err := d.Info()
-		if err != nil {
-			return err
-		}
-		link := ""
-		if fi.Mode()&fs.ModeSymlink != 0 {
-			link, _ = os.Readlink(fp)
-		}
-		h, err := tar.FileInfoHeader(fi, link)
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(p, fp)
-		h.Name = filepath.ToSlash(filepath.Join(name, rel))
-		if fi.IsDir() {
-			h.Name += "/"
-		}
-		if err := tw.WriteHeader(h); err != nil {
-			return err
-		}
-		if fi.Mode().IsRegular() {
-			f, err := os.Open(fp)
-			if err != nil {
-				return err
-			}
-			_, err = io.Copy(tw, f)
-			f.Close()
-			return err
-		}
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	return tw.Close()
-}
+func tarLocal(w io.Writer, p, name string) error { return tarutil.WriteTree(w, p, name) }
 
 // extractLocal unpacks a container's archive into dir, its root entry
 // (root) renamed to rename when set; nothing lands outside dir.

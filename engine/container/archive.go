@@ -18,6 +18,7 @@ import (
 
 	"github.com/shoal/shoal/engine/runtime"
 	"github.com/shoal/shoal/errdefs"
+	"github.com/shoal/shoal/internal/tarutil"
 )
 
 // `docker cp`: the archive endpoints read and write a container's files
@@ -168,54 +169,9 @@ func (s *Service) ArchiveGet(ctx context.Context, ref, ctrPath string) (io.ReadC
 	return pr, st, nil
 }
 
-// writeTar archives host path p as name (recursively for a directory).
-// Symlinks are archived as links, never followed.
-func writeTar(w io.Writer, p, name string) error {
-	tw := tar.NewWriter(w)
-	err := filepath.WalkDir(p, func(fp string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		fi, err := d.Info()
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(p, fp)
-		if name == "" && rel == "." {
-			return nil // an export: entries relative to the root
-		}
-		link := ""
-		if fi.Mode()&fs.ModeSymlink != 0 {
-			link, _ = os.Readlink(fp)
-		}
-		h, err := tar.FileInfoHeader(fi, link)
-		if err != nil {
-			return err
-		}
-		h.Name = filepath.ToSlash(filepath.Join(name, rel))
-		if fi.IsDir() {
-			h.Name += "/"
-		}
-		h.Uname, h.Gname = "", ""
-		if err := tw.WriteHeader(h); err != nil {
-			return err
-		}
-		if fi.Mode().IsRegular() {
-			f, err := os.Open(fp)
-			if err != nil {
-				return err
-			}
-			_, err = io.Copy(tw, f)
-			f.Close()
-			return err
-		}
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	return tw.Close()
-}
+// writeTar archives host path p as name (recursively for a directory;
+// name "" for entries relative to p). Symlinks are archived as links.
+func writeTar(w io.Writer, p, name string) error { return tarutil.WriteTree(w, p, name) }
 
 // ArchivePut is PUT /containers/{id}/archive: extracts a tar into the
 // directory at ctrPath. Files belong to the container's root unless
@@ -469,35 +425,11 @@ func writeLayerTar(w io.Writer, upper string) error {
 		if fi.Mode()&fs.ModeCharDevice != 0 && isWhiteout(fi) {
 			return tw.WriteHeader(&tar.Header{Name: path.Join(path.Dir(name), ".wh."+path.Base(name)), Typeflag: tar.TypeReg, Mode: 0o600, ModTime: fi.ModTime()})
 		}
-		link := ""
-		if fi.Mode()&fs.ModeSymlink != 0 {
-			link, _ = os.Readlink(fp)
-		}
-		h, err := tar.FileInfoHeader(fi, link)
-		if err != nil {
-			return err
-		}
-		h.Name = name
-		if fi.IsDir() {
-			h.Name += "/"
-		}
-		h.Uname, h.Gname = "", ""
-		if err := tw.WriteHeader(h); err != nil {
+		if err := tarutil.WriteEntry(tw, fp, name, fi, nil); err != nil {
 			return err
 		}
 		if fi.IsDir() && isOpaque(fp) {
-			if err := tw.WriteHeader(&tar.Header{Name: name + "/.wh..wh..opq", Typeflag: tar.TypeReg, Mode: 0o600, ModTime: fi.ModTime()}); err != nil {
-				return err
-			}
-		}
-		if fi.Mode().IsRegular() {
-			f, err := os.Open(fp)
-			if err != nil {
-				return err
-			}
-			_, err = io.Copy(tw, f)
-			f.Close()
-			return err
+			return tw.WriteHeader(&tar.Header{Name: name + "/.wh..wh..opq", Typeflag: tar.TypeReg, Mode: 0o600, ModTime: fi.ModTime()})
 		}
 		return nil
 	})
