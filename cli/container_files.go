@@ -204,23 +204,9 @@ func newExportCommand(c *CLI) *cobra.Command {
 		Short: "Export a container's filesystem as a tar archive",
 		Args:  exactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if output == "" && isTerminal(c.Out) {
-				return errors.New("cowardly refusing to save to a terminal. Use the -o flag or redirect")
-			}
-			cl, err := c.Client()
-			if err != nil {
-				return err
-			}
-			rc, err := cl.ContainerExport(cmd.Context(), args[0], client.ContainerExportOptions{})
-			if err != nil {
-				return err
-			}
-			defer rc.Close()
-			if output == "" {
-				_, err := io.Copy(c.Out, rc)
-				return err
-			}
-			return writeFileAtomic(output, rc)
+			return c.writeArchive(output, "export container", func(cl *client.Client) (io.ReadCloser, error) {
+				return cl.ContainerExport(cmd.Context(), args[0], client.ContainerExportOptions{})
+			})
 		},
 	}
 	cmd.Flags().StringVarP(&output, "output", "o", "", "Write to a file, instead of STDOUT")

@@ -248,42 +248,51 @@ func newSaveCommand(c *CLI) *cobra.Command {
 		Short: "Save one or more images to a tar archive (streamed to STDOUT by default)",
 		Args:  minArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if output == "" && isTerminal(c.Out) {
-				return errors.New("cowardly refusing to save to a terminal. Use the -o flag or redirect")
-			}
-			cl, err := c.Client()
-			if err != nil {
-				return err
-			}
-			rc, err := cl.ImageSave(cmd.Context(), args)
-			if err != nil {
-				return err
-			}
-			defer rc.Close()
-			if output == "" {
-				_, err := io.Copy(c.Out, rc)
-				return err
-			}
-			return writeFileAtomic(output, rc)
+			return c.writeArchive(output, "save image", func(cl *client.Client) (io.ReadCloser, error) {
+				return cl.ImageSave(cmd.Context(), args)
+			})
 		},
 	}
 	cmd.Flags().StringVarP(&output, "output", "o", "", "Write to a file, instead of STDOUT")
 	return cmd
 }
 
+// writeArchive streams the archive open returns (save, export) to output,
+// or to stdout when output is "" and stdout is not a terminal; what is
+// "save image" or "export container" for error messages.
+func (c *CLI) writeArchive(output, what string, open func(*client.Client) (io.ReadCloser, error)) error {
+	if output == "" && isTerminal(c.Out) {
+		return errors.New("cowardly refusing to save to a terminal. Use the -o flag or redirect")
+	}
+	cl, err := c.Client()
+	if err != nil {
+		return err
+	}
+	rc, err := open(cl)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	if output == "" {
+		_, err := io.Copy(c.Out, rc)
+		return err
+	}
+	return writeFileAtomic(output, what, rc)
+}
+
 // writeFileAtomic writes r to path via a temp file so a failure leaves no
 // partial archive behind.
-func writeFileAtomic(path string, r io.Reader) error {
+func writeFileAtomic(path, what string, r io.Reader) error {
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, ".shoal-save-")
 	if err != nil {
-		return fmt.Errorf("failed to save image: %w", err)
+		return fmt.Errorf("failed to %s: %w", what, err)
 	}
 	tmp := f.Name()
 	if _, err := io.Copy(f, r); err != nil {
 		f.Close()
 		os.Remove(tmp)
-		return fmt.Errorf("failed to save image: %w", err)
+		return fmt.Errorf("failed to %s: %w", what, err)
 	}
 	if err := f.Close(); err != nil {
 		os.Remove(tmp)

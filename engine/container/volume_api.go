@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/docker/docker/api/types/filters"
@@ -231,7 +230,7 @@ func (s *Service) VolumePrune(ctx context.Context, f filters.Args) (*volume.Prun
 		if !f.MatchKVList("label", m.Labels) {
 			continue
 		}
-		if matchesAnyLabel(f.Get("label!"), m.Labels) {
+		if f.Contains("label!") && f.MatchKVList("label!", m.Labels) {
 			continue
 		}
 		size := dirSize(s.vols.path(n))
@@ -242,18 +241,6 @@ func (s *Service) VolumePrune(ctx context.Context, f filters.Args) (*volume.Prun
 		rep.SpaceReclaimed += uint64(size)
 	}
 	return rep, nil
-}
-
-// matchesAnyLabel reports whether labels have one of sel (KEY or
-// KEY=VALUE): docker's label! filter.
-func matchesAnyLabel(sel []string, labels map[string]string) bool {
-	for _, l := range sel {
-		k, v, hasV := strings.Cut(l, "=")
-		if lv, ok := labels[k]; ok && (!hasV || lv == v) {
-			return true
-		}
-	}
-	return false
 }
 
 // VolumeUsage lists every volume with its size and how many containers

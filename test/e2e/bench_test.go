@@ -138,40 +138,6 @@ func waitQuiet(b *testing.B) string {
 	}
 }
 
-// labID returns a random lab name (≤ 8 characters) and subnet, as newLab.
-func labID() (string, string) {
-	return fmt.Sprintf("b%04d", randInt(10000)), fmt.Sprintf("10.%d.%d.0/24", 200+randInt(50), randInt(250))
-}
-
-// benchLab is newLab for benchmarks.
-func benchLab(b *testing.B, opts lab.Options) *lab.Lab {
-	b.Helper()
-	opts.Name, opts.Subnet = labID()
-	opts.ShoaldPath = filepath.Join(binDir, "shoald")
-	opts.ShoalPath = filepath.Join(binDir, "shoal")
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
-	l, err := lab.Up(ctx, opts)
-	if err != nil {
-		b.Fatalf("lab up: %v", err)
-	}
-	b.Cleanup(func() {
-		if b.Failed() {
-			for _, n := range l.Nodes() {
-				if out, err := os.ReadFile(n.Logs()); err == nil {
-					b.Logf("--- %s daemon log (tail):\n%s", n.Name, tailLines(string(out), 30))
-				}
-			}
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		defer cancel()
-		if err := l.Down(ctx); err != nil {
-			b.Errorf("lab down: %v", err)
-		}
-	})
-	return l
-}
-
 // figures collects the durations of one measurement.
 type figures struct {
 	b    *testing.B
@@ -486,7 +452,7 @@ func clusterView(ctx context.Context, l *lab.Lab, ask string) (leader string, id
 // shows in `node ls`. The old leader is started again between runs.
 func BenchmarkLabFailover(b *testing.B) {
 	requireBench(b)
-	l := benchLab(b, lab.Options{Nodes: 5, Managers: 3})
+	l := newLab(b, lab.Options{Nodes: 5, Managers: 3})
 	write := newFigures(b, "write", "leader killed → a surviving manager accepts node update --label-add")
 	elected := newFigures(b, "leader", "leader killed → node ls on a survivor shows a new Leader")
 	managers := []string{"node1", "node2", "node3"}
@@ -610,7 +576,7 @@ func labelNode(ctx context.Context, c *client.Client, id, key, value string) err
 // 50 running and until it exits (after its 5 s stability wait).
 func BenchmarkLabScale(b *testing.B) {
 	requireBench(b)
-	l := benchLab(b, lab.Options{Nodes: 5, Managers: 3})
+	l := newLab(b, lab.Options{Nodes: 5, Managers: 3})
 	n1 := l.Node("node1")
 	c := n1.Client()
 	dk := newDocker(b, n1)
@@ -789,7 +755,7 @@ func updateProgress(ctx context.Context, c *client.Client, svc, ref string) (onN
 // and 1ms; and the docker CLI's own wait (no -d) until it exits.
 func BenchmarkLabRollingUpdate(b *testing.B) {
 	requireBench(b)
-	l := benchLab(b, lab.Options{Nodes: 5, Managers: 3})
+	l := newLab(b, lab.Options{Nodes: 5, Managers: 3})
 	n1 := l.Node("node1")
 	c := n1.Client()
 	dk := newDocker(b, n1)
@@ -886,7 +852,7 @@ func BenchmarkLabRollingUpdate(b *testing.B) {
 // other nodes. Default heartbeat (5 s).
 func BenchmarkLabSelfHealing(b *testing.B) {
 	requireBench(b)
-	l := benchLab(b, lab.Options{Nodes: 5, Managers: 3})
+	l := newLab(b, lab.Options{Nodes: 5, Managers: 3})
 	n1 := l.Node("node1")
 	c := n1.Client()
 	dk := newDocker(b, n1)

@@ -85,8 +85,7 @@ func randInt(n int64) int64 {
 // user's lab or each other.
 func newLab(t testing.TB, opts lab.Options) *lab.Lab {
 	t.Helper()
-	opts.Name = fmt.Sprintf("e%04d", randInt(10000))
-	opts.Subnet = fmt.Sprintf("10.%d.%d.0/24", 200+randInt(50), randInt(250))
+	opts.Name, opts.Subnet = labID()
 	opts.ShoaldPath = filepath.Join(binDir, "shoald")
 	opts.ShoalPath = filepath.Join(binDir, "shoal")
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -110,6 +109,12 @@ func newLab(t testing.TB, opts lab.Options) *lab.Lab {
 		}
 	})
 	return l
+}
+
+// labID returns a random lab name (≤ 8 characters) and subnet, so tests
+// never meet a user's lab or each other.
+func labID() (string, string) {
+	return fmt.Sprintf("e%04d", randInt(10000)), fmt.Sprintf("10.%d.%d.0/24", 200+randInt(50), randInt(250))
 }
 
 func tailLines(s string, n int) string {

@@ -36,7 +36,7 @@ func BenchmarkLabRaftThroughput(b *testing.B) {
 	if v, err := strconv.Atoi(os.Getenv("SHOAL_BENCH_NODES")); err == nil && v >= 5 {
 		nodes = v
 	}
-	l := benchLab(b, lab.Options{Nodes: nodes, Managers: 3, NoRegistry: true})
+	l := newLab(b, lab.Options{Nodes: nodes, Managers: 3, NoRegistry: true})
 	managers := []string{"node1", "node2", "node3"}
 	var ids []string
 	waitUntil(b, time.Minute, func(ctx context.Context) (bool, string) {
