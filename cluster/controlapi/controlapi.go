@@ -21,6 +21,9 @@ import (
 // (*raft.Node implements it).
 type Raft interface {
 	LeaderInfo
+	// ReadBarrier returns once a new leader's state holds what earlier
+	// leaders committed (at once on followers and settled leaders).
+	ReadBarrier(ctx context.Context) error
 	ID() string
 	Members() ([]sraft.Member, error)
 	AddVoter(ctx context.Context, id, addr string) error
@@ -66,7 +69,11 @@ func New(cfg Config) *Server {
 	}
 	s := &Server{store: cfg.Store, raft: cfg.Raft, fwd: cfg.Forwarder, reachable: cfg.Reachable, log: cfg.Log}
 	cfg.Forwarder.ReadYourWrites(cfg.Store)
-	Handle(s.fwd, "store.index", func(ctx context.Context, _ struct{}) (struct{}, error) { return struct{}{}, nil })
+	// The leader's index answers a follower's read barrier: it must
+	// include what earlier leaders committed.
+	Handle(s.fwd, "store.index", func(ctx context.Context, _ struct{}) (struct{}, error) {
+		return struct{}{}, s.raft.ReadBarrier(ctx)
+	})
 	s.registerSwarm()
 	s.registerNodes()
 	for _, p := range parts {
@@ -94,11 +101,12 @@ const syncReadTimeout = 500 * time.Millisecond
 // docker where managers proxy reads to the leader. Without a leader it
 // returns at once and reads serve the last known state.
 func (s *Server) SyncRead(ctx context.Context) {
-	if s.raft.IsLeader() {
-		return
-	}
 	ctx, cancel := context.WithTimeout(ctx, syncReadTimeout)
 	defer cancel()
+	if s.raft.IsLeader() {
+		_ = s.raft.ReadBarrier(ctx) // once per election; else at once
+		return
+	}
 	// The forwarder waits for the leader's index (read-your-writes).
 	_ = s.fwd.Forward(ctx, "store.index", struct{}{}, nil)
 }

@@ -25,9 +25,10 @@ type fakeRaft struct {
 	removed []string
 }
 
-func (f *fakeRaft) IsLeader() bool           { return true }
-func (f *fakeRaft) Leader() (string, string) { return f.self, "127.0.0.1:2377" }
-func (f *fakeRaft) ID() string               { return f.self }
+func (f *fakeRaft) IsLeader() bool                    { return true }
+func (f *fakeRaft) ReadBarrier(context.Context) error { return nil }
+func (f *fakeRaft) Leader() (string, string)          { return f.self, "127.0.0.1:2377" }
+func (f *fakeRaft) ID() string                        { return f.self }
 func (f *fakeRaft) Members() ([]sraft.Member, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()

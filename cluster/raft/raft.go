@@ -123,6 +123,10 @@ type Node struct {
 	leader   atomic.Bool
 	mu       sync.Mutex
 	changed  chan struct{} // closed and replaced on every leadership change
+	// readyFor is the changed channel of the leadership whose read
+	// barrier passed (ReadBarrier); rmu runs one barrier at a time.
+	readyFor chan struct{}
+	rmu      sync.Mutex
 	done     chan struct{}
 	wg       sync.WaitGroup
 	shutOnce sync.Once
@@ -481,6 +485,36 @@ func (n *Node) RemoveServer(ctx context.Context, id string) error {
 // TransferLeadership hands leadership to another voter.
 func (n *Node) TransferLeadership(ctx context.Context) error {
 	return wait(ctx, n.r.LeadershipTransfer())
+}
+
+// ReadBarrier makes a new leader's reads include everything earlier
+// leaders committed: the first read after an election waits for a
+// barrier (a leader applies previous terms' entries only once an entry of
+// its own commits); later reads, and followers, return at once.
+func (n *Node) ReadBarrier(ctx context.Context) error {
+	ready := func() (leader bool, ch chan struct{}, ok bool) {
+		n.mu.Lock()
+		defer n.mu.Unlock()
+		return n.leader.Load(), n.changed, n.readyFor == n.changed
+	}
+	leader, ch, ok := ready()
+	if !leader || ok {
+		return nil
+	}
+	n.rmu.Lock()
+	defer n.rmu.Unlock()
+	if _, _, ok := ready(); ok {
+		return nil
+	}
+	if err := n.Barrier(ctx); err != nil {
+		return err
+	}
+	n.mu.Lock()
+	if n.changed == ch {
+		n.readyFor = ch
+	}
+	n.mu.Unlock()
+	return nil
 }
 
 // Barrier waits until everything committed before it is applied here

@@ -337,6 +337,23 @@ func TestRestartFromDisk(t *testing.T) {
 		c.start(m, false, false)
 	}
 	l := c.waitLeader(c.members)
+	// A new leader's first read waits for its barrier, once per election.
+	if err := l.node.ReadBarrier(ctx); err != nil {
+		t.Fatal(err)
+	}
+	l.node.mu.Lock()
+	ready := l.node.readyFor == l.node.changed
+	l.node.mu.Unlock()
+	if !ready || label(l.store, "n1", "i") != "19" {
+		t.Fatalf("after the read barrier: ready %v, label %q", ready, label(l.store, "n1", "i"))
+	}
+	for _, m := range c.members {
+		if m != l {
+			if err := m.node.ReadBarrier(ctx); err != nil {
+				t.Fatalf("follower read barrier: %v", err)
+			}
+		}
+	}
 	testutil.Eventually(t, 10*time.Second, func() bool { return labelNode(ctx, l.store, "n1", "i", "20") == nil }, "no writes after restart")
 	c.waitLabel(c.members, "n1", "i", "20")
 	var got []store.Event
