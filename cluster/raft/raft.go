@@ -119,10 +119,10 @@ type Node struct {
 	bolt   *raftboltdb.BoltStore
 	stable hraft.StableStore
 
-	batch    *batcher
-	leader   atomic.Bool
-	mu       sync.Mutex
-	changed  chan struct{} // closed and replaced on every leadership change
+	batch   *batcher
+	leader  atomic.Bool
+	mu      sync.Mutex
+	changed chan struct{} // closed and replaced on every leadership change
 	// readyFor is the changed channel of the leadership whose read
 	// barrier passed (ReadBarrier); rmu runs one barrier at a time.
 	readyFor chan struct{}
